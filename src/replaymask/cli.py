@@ -1,0 +1,126 @@
+"""Command line: ``replaymask run ...``. User mistakes end in one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .benchmarks import BENCHMARKS
+from .config import METHODS, ConfigError, RunConfig, parse_mask_value, resolve, run_name
+
+DEMO_ARGS = ["--model", "derpp", "--dataset", "seq-mnist", "--buffer-size", "200", "--gms"]
+EXIT_USAGE, EXIT_DIVERGED = 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise ConfigError(message)
+
+
+def _flag(group, name: str, **kwargs):
+    """``--buffer-size`` also answers to Mammoth's spelling ``--buffer_size``."""
+    spellings = [name] + (["--" + name[2:].replace("-", "_")] if "-" in name[2:] else [])
+    group.add_argument(*spellings, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="replaymask", description=__doc__)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = commands.add_parser(
+        "run", help="train one method on one benchmark and write result.json",
+        description="Train one method on one class-incremental benchmark. With no arguments: "
+                    "DER++ with GMS on seq-mnist, buffer 200.")
+    _flag(run, "--model", choices=METHODS, default="derpp")
+    _flag(run, "--dataset", choices=list(BENCHMARKS), default="seq-mnist")
+    _flag(run, "--buffer-size", type=int, default=200)
+    _flag(run, "--seed", type=int, default=0)
+    hp = run.add_argument_group("hyper-parameters (default: the DER paper's best args)")
+    _flag(hp, "--n-epochs", type=int)
+    _flag(hp, "--batch-size", type=int)
+    _flag(hp, "--minibatch-size", type=int, help="replay batch size")
+    _flag(hp, "--lr", type=float)
+    _flag(hp, "--alpha", type=float, help="DER/DER++ logit-replay weight")
+    _flag(hp, "--beta", type=float, help="DER++ label-replay weight")
+    gms = run.add_argument_group("General Masked Softmax")
+    _flag(gms, "--gms", action="store_true",
+          help="mask stream samples' softmax to their own task's classes")
+    _flag(gms, "--gms-mask-value", type=str, default=None, metavar="M",
+          help="value of masked logits: a float, -inf (hard masking, default) or 'detach'")
+    _flag(gms, "--gms-on-buffer", action="store_true",
+          help="also mask replayed samples to their own task's classes")
+    _flag(gms, "--der-logits", choices=["stream", "post-step"], default="stream",
+          help="DER logits stored: of the stream forward pass (Mammoth) or after the step")
+    data = run.add_argument_group("data and output")
+    _flag(data, "--class-order-seed", type=int, help="seeded permutation of the classes")
+    _flag(data, "--data-root", type=Path, help="folder with the IDX files (torchvision layout ok)")
+    _flag(data, "--no-download", action="store_true", help="never try to download data")
+    _flag(data, "--device", default="cpu")
+    _flag(data, "--out", type=Path, help="output folder (default: runs/<run name>)")
+    _flag(data, "--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    if not args.gms and (args.gms_mask_value is not None or args.gms_on_buffer):
+        raise ConfigError("--gms-mask-value and --gms-on-buffer need --gms")
+    mask_value = parse_mask_value(args.gms_mask_value) if args.gms_mask_value else float("-inf")
+    return RunConfig(
+        model=args.model, dataset=args.dataset, buffer_size=args.buffer_size, seed=args.seed,
+        n_epochs=args.n_epochs, batch_size=args.batch_size, minibatch_size=args.minibatch_size,
+        lr=args.lr, alpha=args.alpha, beta=args.beta, gms=args.gms, gms_mask_value=mask_value,
+        gms_on_buffer=args.gms_on_buffer, der_logits=args.der_logits,
+        class_order_seed=args.class_order_seed, device=args.device,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["run"] or not argv:
+        print("replaymask: no arguments: running the demo, replaymask run "
+              + " ".join(DEMO_ARGS), file=sys.stderr)
+        argv = ["run", *DEMO_ARGS]
+    try:
+        return _main(build_parser().parse_args(argv))
+    except ConfigError as error:
+        print(f"replaymask: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("replaymask: interrupted; nothing written", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
+    # torch is imported here, after the arguments were checked, so mistakes fail fast.
+    import torch
+
+    from .benchmarks import load_benchmark
+    from .datasets import DataError
+    from .results import format_summary, write_result
+    from .training import DivergenceError, train
+
+    config, source = resolve(config_from_args(args))
+    if config.device != "cpu" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {config.device}: no CUDA device is available")
+    out_dir = args.out or Path("runs") / run_name(config)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r} exists and is not a directory")
+    try:
+        benchmark = load_benchmark(config.dataset, data_root=args.data_root,
+                                   class_order_seed=config.class_order_seed,
+                                   download=not args.no_download)
+    except DataError as error:
+        raise ConfigError(str(error)) from None
+    print(f"replaymask: {run_name(config)}; hyper-parameters: {source}; "
+          f"lr {config.lr}, minibatch {config.minibatch_size}, alpha {config.alpha}, "
+          f"beta {config.beta}; data: {benchmark.source}", file=sys.stderr)
+    try:
+        result = train(config, benchmark, hyperparameter_source=source,
+                       progress=not args.no_progress)
+    except DivergenceError as error:
+        print(f"replaymask: error: {error}; nothing written", file=sys.stderr)
+        return EXIT_DIVERGED
+    path = write_result(out_dir, result)
+    print(format_summary(result))
+    print(f"wrote {path} and {path.with_name('accuracy_matrix.csv')}")
+    return 0

@@ -1,0 +1,45 @@
+"""Class-IL and Task-IL accuracy of a network on a benchmark's test sets."""
+
+from __future__ import annotations
+
+import torch
+
+from .benchmarks import Benchmark
+
+EVAL_CHUNK = 10_000
+
+
+@torch.inference_mode()
+def evaluate(net, benchmark: Benchmark, tasks: list[int],
+             visible_tasks: list[int]) -> tuple[list[float], list[float]]:
+    """Accuracy (percent) on the test set of each of ``tasks``.
+
+    Class-IL predicts the argmax over the classes of tasks ``0..visible_tasks[k]`` for
+    ``tasks[k]`` (after training task i that is every class seen so far); Task-IL the
+    argmax over the test sample's own task's classes.
+    """
+    per_task = benchmark.classes_per_task
+    indices = torch.cat([benchmark.task_indices("test", t) for t in tasks])
+    labels = benchmark.test_labels[indices]
+    sample_task = labels // per_task
+    visible = torch.zeros(benchmark.n_tasks, dtype=torch.long, device=labels.device)
+    visible[torch.tensor(tasks)] = (torch.tensor(visible_tasks) + 1) * per_task
+    class_index = torch.arange(benchmark.num_classes, device=labels.device)
+
+    was_training = net.training
+    net.eval()
+    logits = torch.cat([net(benchmark.prepare(benchmark.test_images[chunk]))
+                        for chunk in indices.split(EVAL_CHUNK)])
+    net.train(was_training)
+
+    hidden = class_index.unsqueeze(0) >= visible[sample_task].unsqueeze(1)
+    class_il_correct = logits.masked_fill(hidden, float("-inf")).argmax(1) == labels
+    own_task = logits.view(len(labels), benchmark.n_tasks, per_task)[
+        torch.arange(len(labels)), sample_task]
+    task_il_correct = own_task.argmax(1) + sample_task * per_task == labels
+
+    counts = torch.bincount(sample_task, minlength=benchmark.n_tasks).clamp(min=1)
+    def per_task_accuracy(correct):
+        hits = torch.bincount(sample_task, weights=correct.double(), minlength=benchmark.n_tasks)
+        return (100.0 * hits / counts)[torch.tensor(tasks)].tolist()
+    return per_task_accuracy(class_il_correct), per_task_accuracy(task_il_correct)

@@ -1,0 +1,30 @@
+"""Experience Replay (Chaudhry et al. 2019).
+
+The replay batch is appended to the stream batch and one cross-entropy is averaged
+over both, as in Mammoth; with ``--gms`` the stream rows are GMS-masked.
+"""
+
+import torch
+
+from .base import ContinualMethod
+
+
+class ER(ContinualMethod):
+    def observe(self, raw_inputs, labels):
+        if self.buffer.is_empty():
+            loss = self.stream_loss(self.net(self.prepare(raw_inputs)), labels)
+        else:
+            replay = self.buffer.sample(self.config.minibatch_size)
+            inputs = torch.cat([self.prepare(raw_inputs), self.prepare(replay.examples)])
+            logits = self.net(inputs)
+            stream = len(labels)
+            if self.config.gms:
+                loss = torch.cat([
+                    self.stream_loss(logits[:stream], labels, reduction="none"),
+                    self.replay_loss(logits[stream:], replay.labels, reduction="none"),
+                ]).mean()
+            else:
+                loss = self.stream_loss(logits, torch.cat([labels, replay.labels]))
+        self.update(loss)
+        self.remember(raw_inputs, labels)
+        return loss.detach()

@@ -1,0 +1,71 @@
+"""Writing a run's results: result.json and accuracy_matrix.csv, each atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .training import RunResult
+
+
+def write_result(out_dir: str | Path, result: RunResult) -> Path:
+    """Write ``result.json`` and ``accuracy_matrix.csv`` under ``out_dir``; returns the JSON path.
+
+    Each file is written to a temporary name, flushed and renamed into place, so a
+    reader never sees a half-written file.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / "accuracy_matrix.csv", matrix_csv(result.accuracy_matrix))
+    json_path = out_dir / "result.json"
+    _atomic_write(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    return json_path
+
+
+def matrix_csv(accuracy_matrix: dict[str, list[list[float]]]) -> str:
+    """Long-ish CSV: one line per (setting, after_task), one column per task; blanks above
+    the diagonal (tasks not seen yet)."""
+    n_tasks = len(next(iter(accuracy_matrix.values())))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["setting", "after_task"] + [f"task_{j + 1}" for j in range(n_tasks)])
+    for setting, rows in accuracy_matrix.items():
+        for i, row in enumerate(rows):
+            writer.writerow([setting, i + 1] + [f"{v:.2f}" for v in row]
+                            + [""] * (n_tasks - len(row)))
+    return buffer.getvalue()
+
+
+def format_summary(result: RunResult) -> str:
+    """The accuracy matrices and metrics as a plain-text table."""
+    lines = []
+    for setting, label in (("class_il", "Class-IL"), ("task_il", "Task-IL")):
+        rows = result.accuracy_matrix[setting]
+        lines.append(f"{label} accuracy (%), row = after task, column = task")
+        lines.append("        " + "".join(f"{'T' + str(j + 1):>8}" for j in range(len(rows))))
+        for i, row in enumerate(rows):
+            lines.append(f"after {i + 1:<2}" + "".join(f"{v:8.2f}" for v in row))
+        m = result.metrics[setting]
+        lines.append(f"  average {m['average_accuracy']:.2f}  forgetting {_fmt(m['forgetting'])}"
+                     f"  bwt {_fmt(m['bwt'])}  fwt {_fmt(m['fwt'])}")
+        lines.append("")
+    lines.append(f"wall time {result.wall_time_s:.1f} s; hyper-parameters: "
+                 f"{result.hyperparameter_source}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
+                                     encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
