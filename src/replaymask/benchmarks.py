@@ -63,7 +63,7 @@ class Benchmark:
 
     def prepare(self, raw_images: torch.Tensor) -> torch.Tensor:
         """Raw uint8 images -> network input (pixels in [0, 1]; no augmentation here)."""
-        return raw_images.float().div_(255.0)
+        return torch.div(raw_images, 255.0)  # uint8 / float -> float32, one op
 
     def make_backbone(self) -> nn.Module:
         height, width = self.train_images.shape[1:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -31,8 +32,7 @@ class ReservoirBuffer:
             raise ValueError(f"buffer capacity must be >= 0, got {capacity}")
         self.capacity = capacity
         self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.seen = 0  # stream items offered so far: the reservoir counter
         self.examples: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
@@ -55,26 +55,19 @@ class ReservoirBuffer:
     ) -> None:
         """Offer a batch of stream items to the reservoir."""
         batch_size = examples.shape[0]
-        if self.capacity == 0 or batch_size == 0:
-            self.seen += batch_size
+        slots, rows = self._reservoir_slots(batch_size)
+        self.seen += batch_size
+        if len(slots) == 0:  # once the buffer is full, most batches change nothing
             return
         if self.examples is None:
             self._allocate(examples, labels, logits)
-        slots = self._reservoir_slots(batch_size)
-        # Several items of one batch may draw the same slot: the last one wins, as
-        # if they had been inserted one after another.
-        writer = torch.full((self.capacity,), -1, dtype=torch.long, device=self.device)
-        order = torch.arange(batch_size, device=self.device)
-        kept = slots >= 0
-        writer.scatter_reduce_(0, slots[kept], order[kept], reduce="amax")
-        target_slots = (writer >= 0).nonzero().squeeze(1)
-        source_rows = writer[target_slots]
-        self.examples[target_slots] = examples[source_rows].to(self.examples.dtype)
-        self.labels[target_slots] = labels[source_rows]
-        self.task_ids[target_slots] = task_ids[source_rows]
+        slots = torch.from_numpy(slots).to(self.device)
+        rows = torch.from_numpy(rows).to(examples.device)
+        self.examples[slots] = examples[rows].to(self.examples.dtype)
+        self.labels[slots] = labels[rows]
+        self.task_ids[slots] = task_ids[rows]
         if self.logits is not None and logits is not None:
-            self.logits[target_slots] = logits[source_rows].to(self.logits.dtype)
-        self.seen += batch_size
+            self.logits[slots] = logits[rows].to(self.logits.dtype)
 
     def _allocate(self, examples, labels, logits) -> None:
         device, capacity = self.device, self.capacity
@@ -86,21 +79,37 @@ class ReservoirBuffer:
             self.logits = torch.zeros((capacity, *logits.shape[1:]), dtype=logits.dtype,
                                       device=device)
 
-    def _reservoir_slots(self, batch_size: int) -> torch.Tensor:
-        """The slot each of the next ``batch_size`` items goes to, -1 where it is dropped."""
-        position = torch.arange(self.seen, self.seen + batch_size, device=self.device)
-        draw = torch.rand(batch_size, generator=self.generator, device=self.device,
-                          dtype=torch.float64)
-        random_slot = (draw * (position + 1)).long()  # uniform on [0, position]
-        slots = torch.where(position < self.capacity, position, random_slot)
-        return torch.where(slots < self.capacity, slots, torch.full_like(slots, -1))
+    def _reservoir_slots(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Which buffer slots the next ``batch_size`` stream items go to, and which items.
+
+        The decisions depend on the stream position alone, so they are drawn on the
+        host (vectorised NumPy, no device sync) and the device is touched only when
+        something is actually written.
+        """
+        if self.capacity == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        position = np.arange(self.seen, self.seen + batch_size)
+        if self.seen + batch_size <= self.capacity:  # still filling: distinct free slots
+            return position, np.arange(batch_size)
+        draw = self.rng.random(batch_size)
+        slots = np.where(position < self.capacity, position,
+                         (draw * (position + 1)).astype(np.int64))  # uniform on [0, position]
+        rows = np.flatnonzero(slots < self.capacity)
+        slots = slots[rows]
+        if len(slots) > 1 and len(np.unique(slots)) < len(slots):
+            # Items of one batch that draw the same slot: the last one wins, exactly as
+            # if they had been inserted one after another.
+            _, last_from_end = np.unique(slots[::-1], return_index=True)
+            keep = np.sort(len(slots) - 1 - last_from_end)
+            slots, rows = slots[keep], rows[keep]
+        return slots, rows
 
     def sample(self, size: int) -> ReplayBatch:
         """Draw ``min(size, len(self))`` distinct items, uniformly without replacement."""
         if self.is_empty():
             raise RuntimeError("cannot sample from an empty buffer")
         count = min(size, len(self))
-        index = torch.randperm(len(self), generator=self.generator, device=self.device)[:count]
+        index = torch.from_numpy(self.rng.permutation(len(self))[:count]).to(self.device)
         return ReplayBatch(
             examples=self.examples[index],
             labels=self.labels[index],
