@@ -13,9 +13,12 @@ class Joint(ContinualMethod):
     trains_on_all_seen_tasks = True
 
     def begin_task(self, task):
-        for module in self.net.modules():
-            if module is not self.net and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        if hasattr(self.net, "reset_parameters"):  # the backbone's own initialisation
+            self.net.reset_parameters()
+        else:
+            for module in self.net.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
         super().begin_task(task)
 
     def observe(self, raw_inputs, labels):

@@ -1,0 +1,84 @@
+"""Shared fixtures: small data sets written in the exact on-disk formats, and tiny benchmarks."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from replaymask.benchmarks import Benchmark
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
+    """Write ``array`` (uint8) as an IDX file, the format of the MNIST distribution."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+CLASS_TEMPLATES = np.random.default_rng(1234).integers(0, 256, size=(10, 28, 28))
+
+
+def separable_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """28x28 uint8 images: a fixed random template per class plus noise. Easy to learn,
+    yet the classes share every pixel, so fine-tuning forgets as it does on MNIST."""
+    noise = rng.integers(0, 256, size=(len(labels), 28, 28))
+    return (0.6 * CLASS_TEMPLATES[labels] + 0.4 * noise).astype(np.uint8)
+
+
+def write_mnist_like(folder: Path, per_class_train=30, per_class_test=10, compress=True,
+                     seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    train_labels = np.repeat(np.arange(10), per_class_train).astype(np.uint8)
+    test_labels = np.repeat(np.arange(10), per_class_test).astype(np.uint8)
+    rng.shuffle(train_labels)
+    write_idx(folder / "train-images-idx3-ubyte", separable_images(train_labels, rng), compress)
+    write_idx(folder / "train-labels-idx1-ubyte", train_labels, compress)
+    write_idx(folder / "t10k-images-idx3-ubyte", separable_images(test_labels, rng), compress)
+    write_idx(folder / "t10k-labels-idx1-ubyte", test_labels, compress)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own array cache and default data root."""
+    monkeypatch.setenv("REPLAYMASK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("REPLAYMASK_DATA", str(tmp_path / "default-data"))
+
+
+@pytest.fixture
+def mnist_like_root(tmp_path) -> Path:
+    """A data root in torchvision's layout: ROOT/MNIST/raw/*.gz."""
+    root = tmp_path / "data"
+    write_mnist_like(root / "MNIST" / "raw")
+    return root
+
+
+def tiny_benchmark(per_class_train=30, per_class_test=10, seed=0) -> Benchmark:
+    rng = np.random.default_rng(seed)
+    train_labels = np.repeat(np.arange(10), per_class_train)
+    test_labels = np.repeat(np.arange(10), per_class_test)
+    rng.shuffle(train_labels)
+    return Benchmark(
+        name="tiny", n_tasks=5, classes_per_task=2,
+        train_images=torch.from_numpy(separable_images(train_labels, rng)),
+        train_labels=torch.from_numpy(train_labels).long(),
+        test_images=torch.from_numpy(separable_images(test_labels, rng)),
+        test_labels=torch.from_numpy(test_labels).long(),
+        class_order=tuple(range(10)), source="synthetic",
+    )
+
+
+@pytest.fixture
+def tiny() -> Benchmark:
+    return tiny_benchmark()

@@ -1,0 +1,98 @@
+"""The training loop end to end on a tiny benchmark: shape, protocol, determinism."""
+
+import json
+
+import pytest
+import torch
+
+from replaymask.config import RunConfig, resolve
+from replaymask.results import matrix_csv, write_result
+from replaymask.training import DivergenceError, train
+
+
+def run(tiny, **settings):
+    config, source = resolve(RunConfig(**settings))
+    return train(config, tiny, hyperparameter_source=source, progress=False)
+
+
+def test_accuracy_matrices_are_lower_triangular_percentages(tiny):
+    result = run(tiny, model="er", buffer_size=20)
+    for setting in ("class_il", "task_il"):
+        matrix = result.accuracy_matrix[setting]
+        assert [len(row) for row in matrix] == [1, 2, 3, 4, 5]
+        assert all(0 <= v <= 100 for row in matrix for v in row)
+    assert result.metrics["class_il"]["average_accuracy"] == pytest.approx(
+        sum(result.accuracy_matrix["class_il"][-1]) / 5)
+
+
+def test_task_il_is_never_below_class_il(tiny):
+    result = run(tiny, model="sgd", n_epochs=2)
+    for class_row, task_row in zip(result.accuracy_matrix["class_il"],
+                                   result.accuracy_matrix["task_il"]):
+        assert all(t >= c for c, t in zip(class_row, task_row))
+
+
+def test_fine_tuning_forgets_and_joint_does_not(tiny):
+    sgd = run(tiny, model="sgd", n_epochs=5, lr=0.1)
+    joint = run(tiny, model="joint", n_epochs=5, lr=0.1)
+    assert sgd.accuracy_matrix["class_il"][-1][0] < 10  # old task overwritten
+    assert sgd.accuracy_matrix["class_il"][-1][-1] > 90
+    assert joint.metrics["class_il"]["average_accuracy"] > 80
+
+
+def test_same_config_and_seed_give_identical_results(tiny):
+    first = run(tiny, model="derpp", buffer_size=20, seed=3, gms=True)
+    second = run(tiny, model="derpp", buffer_size=20, seed=3, gms=True)
+    assert first.accuracy_matrix == second.accuracy_matrix
+    assert first.metrics == second.metrics
+    other = run(tiny, model="derpp", buffer_size=20, seed=4, gms=True)
+    assert other.accuracy_matrix != first.accuracy_matrix
+
+
+def test_random_init_and_before_task_accuracies_feed_forward_transfer(tiny):
+    result = run(tiny, model="er", buffer_size=20)
+    random_init = result.random_init_accuracy["task_il"]
+    before = result.before_task_accuracy["task_il"]
+    assert len(random_init) == 5 and before[0] is None and len(before) == 5
+    expected = sum(before[i] - random_init[i] for i in range(1, 5)) / 4
+    assert result.metrics["task_il"]["fwt"] == pytest.approx(expected)
+
+
+def test_a_diverging_run_stops_with_a_clear_error(tiny):
+    with pytest.raises(DivergenceError, match="diverged"):
+        run(tiny, model="sgd", lr=1e30)
+
+
+def test_result_files_hold_config_matrices_and_metrics(tiny, tmp_path):
+    result = run(tiny, model="er", buffer_size=10, gms=True)
+    path = write_result(tmp_path / "out", result)
+    data = json.loads(path.read_text())
+    assert data["config"]["model"] == "er" and data["config"]["gms_mask_value"] == "-inf"
+    assert data["config"]["lr"] == 0.01  # fully resolved
+    for setting in ("class_il", "task_il"):
+        assert len(data["accuracy_matrix"][setting]) == 5
+        assert set(data["metrics"][setting]) >= {"average_accuracy", "forgetting", "bwt", "fwt"}
+    assert data["wall_time_s"] > 0
+    csv_lines = (tmp_path / "out" / "accuracy_matrix.csv").read_text().splitlines()
+    assert csv_lines[0] == "setting,after_task,task_1,task_2,task_3,task_4,task_5"
+    assert len(csv_lines) == 11
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "accuracy_matrix.csv", "result.json"]  # no temporary files left behind
+
+
+def test_matrix_csv_leaves_unseen_tasks_blank():
+    text = matrix_csv({"class_il": [[50.0], [40.0, 90.0]]})
+    assert text.splitlines()[1] == "class_il,1,50.00,"
+
+
+def test_class_order_permutation_relabels_consistently(tiny):
+    from replaymask.benchmarks import Benchmark
+    order = (3, 7, 0, 1, 2, 4, 5, 6, 8, 9)
+    relabel = torch.empty(10, dtype=torch.long)
+    relabel[torch.tensor(order)] = torch.arange(10)
+    fields = {k: getattr(tiny, k) for k in Benchmark.__dataclass_fields__}
+    fields.update(train_labels=relabel[tiny.train_labels], test_labels=relabel[tiny.test_labels],
+                  class_order=order)
+    permuted = Benchmark(**fields)
+    first_task = permuted.task_indices("train", 0)
+    assert set(tiny.train_labels[first_task].tolist()) == {3, 7}
