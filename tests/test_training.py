@@ -28,8 +28,8 @@ def test_accuracy_matrices_are_lower_triangular_percentages(tiny):
 def test_task_il_is_never_below_class_il(tiny):
     result = run(tiny, model="sgd", n_epochs=2)
     for class_row, task_row in zip(result.accuracy_matrix["class_il"],
-                                   result.accuracy_matrix["task_il"]):
-        assert all(t >= c for c, t in zip(class_row, task_row))
+                                   result.accuracy_matrix["task_il"], strict=True):
+        assert all(t >= c for c, t in zip(class_row, task_row, strict=True))
 
 
 def test_fine_tuning_forgets_and_joint_does_not(tiny):
