@@ -1,0 +1,20 @@
+"""The examples in the docstrings and the README run as written."""
+
+import doctest
+import re
+from pathlib import Path
+
+import replaymask.gms
+
+
+def test_gms_docstring_examples_run():
+    failures, attempted = doctest.testmod(replaymask.gms)
+    assert attempted > 0 and failures == 0
+
+
+def test_readme_library_example_runs():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README has no python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
