@@ -48,7 +48,14 @@ def gms_table():
                **variant}
 
 
-TABLES = {"der-table": der_table, "gms-table": gms_table}
+def sgd_gms_table():
+    """Fine-tuning with no buffer at all, without and with GMS."""
+    for dataset, variant, seed in itertools.product(("seq-mnist", "seq-fmnist"), GMS_VARIANTS,
+                                                    SEEDS):
+        yield {"model": "sgd", "dataset": dataset, "buffer_size": 0, "seed": seed, **variant}
+
+
+TABLES = {"der-table": der_table, "gms-table": gms_table, "sgd-gms-table": sgd_gms_table}
 
 
 def run_one(settings: dict) -> dict:
@@ -100,37 +107,52 @@ def mean_std(values: list[float]) -> str:
 
 
 def report(name: str) -> str:
+    """One Markdown table per dataset: rows = method (+ GMS), columns = buffer size,
+    cells = mean ± sample std over seeds; GMS rows also show the change in the mean
+    against the same method without GMS."""
     path = RESULTS / f"{name}.jsonl"
     if not path.exists():
         return f"(no results/{name}.jsonl yet)\n"
-    groups: dict[tuple, list[dict]] = {}
-    for line in path.open():
-        record = json.loads(line)
-        s = record["settings"]
-        cell = (s["dataset"], s["buffer_size"])
-        groups.setdefault((label(s), cell), []).append(record)
-    rows = sorted({r for r, _ in groups}, key=lambda r: list(dict.fromkeys(
-        label(s) for s in TABLES[name]())).index(r))
-    cells = sorted({c for _, c in groups})
-    header = "| method | " + " | ".join(f"{d} buf {b} Class-IL | Task-IL" for d, b in cells)
-    lines = [header + " |", "|---" * (1 + 2 * len(cells)) + "|"]
-    for row in rows:
-        parts = []
-        for cell in cells:
-            records = groups.get((row, cell))
-            if not records:
-                parts += ["", ""]
-                continue
-            for setting in ("class_il", "task_il"):
-                values = [r["metrics"][setting]["average_accuracy"] for r in records]
-                parts.append(mean_std(values) + (f" (n={len(values)})" if setting == "task_il"
-                                                 else ""))
-        lines.append(f"| {row} | " + " | ".join(parts) + " |")
-    seconds = [r["wall_time_s"] for rs in groups.values() for r in rs]
-    lines.append("")
-    lines.append(f"{sum(len(v) for v in groups.values())} runs; mean wall time per run "
-                 f"{statistics.fmean(seconds):.1f} s (1 thread per run, 2 runs at a time).")
-    return "\n".join(lines) + "\n"
+    records = [json.loads(line) for line in path.open()]
+    order = list(dict.fromkeys(label(s) for s in TABLES[name]()))
+    sections = []
+    for dataset in dict.fromkeys(r["settings"]["dataset"] for r in records):
+        groups: dict[tuple[str, int], list[dict]] = {}
+        for r in records:
+            if r["settings"]["dataset"] == dataset:
+                s = r["settings"]
+                groups.setdefault((label(s), s["buffer_size"]), []).append(r)
+        buffers = sorted({b for _, b in groups})
+        rows = sorted({row for row, _ in groups}, key=order.index)
+        head = " | ".join(f"buf {b} Class-IL | buf {b} Task-IL" for b in buffers)
+        rule = "|---" * (1 + 2 * len(buffers)) + "|"
+        lines = [f"**{dataset}**", "", f"| method | {head} |", rule]
+        for row in rows:
+            cells = []
+            for b in buffers:
+                for setting in ("class_il", "task_il"):
+                    cells.append(_cell(groups, row, b, setting))
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        counts = sorted({len(v) for v in groups.values()})
+        seconds = [r["wall_time_s"] for v in groups.values() for r in v]
+        lines += ["", f"Seeds per cell: {', '.join(map(str, counts))}; "
+                      f"mean wall time per run {statistics.fmean(seconds):.1f} s."]
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections) + "\n"
+
+
+def _cell(groups, row: str, buffer_size: int, setting: str) -> str:
+    records = groups.get((row, buffer_size))
+    if not records:
+        return ""
+    values = [r["metrics"][setting]["average_accuracy"] for r in records]
+    text = mean_std(values)
+    base = groups.get((row.split(" + GMS")[0], buffer_size))
+    if " + GMS" in row and base:
+        delta = statistics.fmean(values) - statistics.fmean(
+            r["metrics"][setting]["average_accuracy"] for r in base)
+        text += f" ({delta:+.1f})"
+    return text
 
 
 def main() -> int:

@@ -71,6 +71,7 @@ BAD_INPUTS = [
     (["--seed", "-1"], "--seed must be an integer >= 0"),
     (["--no-such-flag"], "unrecognized arguments"),
     (["--device", "tpu"], "--device must be"),
+    (["--threads", "0"], "--threads must be an integer >= 1"),
 ]
 
 

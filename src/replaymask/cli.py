@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(data, "--data-root", type=Path, help="folder with the IDX files (torchvision layout ok)")
     _flag(data, "--no-download", action="store_true", help="never try to download data")
     _flag(data, "--device", default="cpu")
+    _flag(data, "--threads", type=int, help="CPU threads for torch (default: torch's choice); "
+          "use 1 when running several runs side by side")
     _flag(data, "--out", type=Path, help="output folder (default: runs/<run name>)")
     _flag(data, "--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -100,6 +102,10 @@ def _main(args: argparse.Namespace) -> int:
     from .training import DivergenceError, train
 
     config, source = resolve(config_from_args(args))
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     if config.device != "cpu" and not torch.cuda.is_available():
         raise ConfigError(f"--device {config.device}: no CUDA device is available")
     out_dir = args.out or Path("runs") / run_name(config)

@@ -22,8 +22,10 @@ def evaluate(net, benchmark: Benchmark, tasks: list[int],
     indices = torch.cat([benchmark.task_indices("test", t) for t in tasks])
     labels = benchmark.test_labels[indices]
     sample_task = labels // per_task
-    visible = torch.zeros(benchmark.n_tasks, dtype=torch.long, device=labels.device)
-    visible[torch.tensor(tasks)] = (torch.tensor(visible_tasks) + 1) * per_task
+    device = labels.device
+    task_index = torch.tensor(tasks, device=device)
+    visible = torch.zeros(benchmark.n_tasks, dtype=torch.long, device=device)
+    visible[task_index] = (torch.tensor(visible_tasks, device=device) + 1) * per_task
     class_index = torch.arange(benchmark.num_classes, device=labels.device)
 
     was_training = net.training
@@ -41,5 +43,5 @@ def evaluate(net, benchmark: Benchmark, tasks: list[int],
     counts = torch.bincount(sample_task, minlength=benchmark.n_tasks).clamp(min=1)
     def per_task_accuracy(correct):
         hits = torch.bincount(sample_task, weights=correct.double(), minlength=benchmark.n_tasks)
-        return (100.0 * hits / counts)[torch.tensor(tasks)].tolist()
+        return (100.0 * hits / counts)[task_index].tolist()
     return per_task_accuracy(class_il_correct), per_task_accuracy(task_il_correct)
