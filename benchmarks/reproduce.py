@@ -63,12 +63,15 @@ def run_one(settings: dict) -> dict:
 
     from replaymask.benchmarks import load_benchmark
     from replaymask.config import RunConfig, resolve
-    from replaymask.training import train
+    from replaymask.training import DivergenceError, train
 
     torch.set_num_threads(1)  # one core per worker process
     config, source = resolve(RunConfig(**settings))
     benchmark = load_benchmark(config.dataset, download=False)
-    result = train(config, benchmark, hyperparameter_source=source, progress=False)
+    try:
+        result = train(config, benchmark, hyperparameter_source=source, progress=False)
+    except DivergenceError as error:  # an outcome to report, not a crash of the table
+        return {"settings": settings, "config": config.to_dict(), "diverged": str(error)}
     return {"settings": settings, **result.to_dict()}
 
 
@@ -134,7 +137,7 @@ def report(name: str) -> str:
                     cells.append(_cell(groups, row, b, setting))
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         counts = sorted({len(v) for v in groups.values()})
-        seconds = [r["wall_time_s"] for v in groups.values() for r in v]
+        seconds = [r["wall_time_s"] for v in groups.values() for r in v if "wall_time_s" in r]
         lines += ["", f"Seeds per cell: {', '.join(map(str, counts))}; "
                       f"mean wall time per run {statistics.fmean(seconds):.1f} s."]
         sections.append("\n".join(lines))
@@ -145,14 +148,19 @@ def _cell(groups, row: str, buffer_size: int, setting: str) -> str:
     records = groups.get((row, buffer_size))
     if not records:
         return ""
-    values = [r["metrics"][setting]["average_accuracy"] for r in records]
+    finished = [r for r in records if "diverged" not in r]
+    diverged = f" [{len(records) - len(finished)}/{len(records)} diverged]" \
+        if len(finished) < len(records) else ""
+    if not finished:
+        return "diverged" + diverged
+    values = [r["metrics"][setting]["average_accuracy"] for r in finished]
     text = mean_std(values)
-    base = groups.get((row.split(" + GMS")[0], buffer_size))
+    base = [r for r in groups.get((row.split(" + GMS")[0], buffer_size), []) if "diverged" not in r]
     if " + GMS" in row and base:
         delta = statistics.fmean(values) - statistics.fmean(
             r["metrics"][setting]["average_accuracy"] for r in base)
         text += f" ({delta:+.1f})"
-    return text
+    return text + diverged
 
 
 def main() -> int:

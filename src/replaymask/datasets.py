@@ -266,24 +266,27 @@ def _read_pickle(path: Path) -> dict[str, np.ndarray]:
     """The classic mnist.pkl.gz: (train 50k, valid 10k, test 10k), floats = bytes / 256."""
     try:
         with gzip.open(path, "rb") as handle:
-            train, valid, test = pickle.load(handle, encoding="latin1")
-        train_x = np.concatenate([train[0], valid[0]])
-        train_y = np.concatenate([train[1], valid[1]])
-        test_x, test_y = test
+            splits = pickle.load(handle, encoding="latin1")
+        (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = splits
+        del splits
+        shapes = (train_x.shape, valid_x.shape, test_x.shape)
     except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError, TypeError,
-            IndexError) as error:
+            IndexError, AttributeError) as error:
         raise DataError(f"{path}: corrupt or truncated MNIST pickle ({error})") from None
-    if train_x.shape != (60000, 784) or test_x.shape != (10000, 784):
-        raise DataError(f"{path}: unexpected MNIST pickle shapes {train_x.shape}, {test_x.shape}")
+    if shapes != ((50000, 784), (10000, 784), (10000, 784)):
+        raise DataError(f"{path}: unexpected MNIST pickle shapes {shapes}")
 
-    def to_bytes(images):
-        return np.rint(images * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    def to_bytes(images):  # in place: the float arrays are the bulk of the memory
+        images *= 256
+        np.rint(images, out=images)
+        np.clip(images, 0, 255, out=images)
+        return images.astype(np.uint8).reshape(-1, 28, 28)
 
     return {
-        "train_images": to_bytes(train_x),
-        "train_labels": train_y.astype(np.uint8),
+        "train_images": np.concatenate([to_bytes(train_x), to_bytes(valid_x)]),
+        "train_labels": np.concatenate([train_y, valid_y]).astype(np.uint8),
         "test_images": to_bytes(test_x),
-        "test_labels": test_y.astype(np.uint8),
+        "test_labels": np.asarray(test_y).astype(np.uint8),
     }
 
 
