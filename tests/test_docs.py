@@ -18,3 +18,15 @@ def test_readme_library_example_runs():
     assert blocks, "README has no python example"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_readme_sweep_example_is_a_valid_sweep(tmp_path):
+    from replaymask.sweep import load_sweep
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    assert blocks
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"example{number}.yaml"
+        path.write_text(block)
+        assert len(load_sweep(path)) > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from .config import METHODS, ConfigError, RunConfig, parse_mask_value, resolve, 
 
 DEMO_ARGS = ["--model", "derpp", "--dataset", "seq-mnist", "--buffer-size", "200", "--gms"]
 EXIT_USAGE, EXIT_DIVERGED = 2, 3
+DEFAULT_DB = "replaymask.db"
 SMALL_BATCH = 64  # rows per forward pass under which one CPU thread is fastest (measured)
 
 
@@ -63,6 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
                "else torch's choice); use 1 when running several runs side by side")
     _flag(data, "--out", type=Path, help="output folder (default: runs/<run name>)")
     _flag(data, "--no-progress", action="store_true", help="hide the progress bar")
+
+    sweep = commands.add_parser(
+        "sweep", help="run a grid of runs from a YAML file into the results database",
+        description="Expand SWEEP.yaml (any run setting may be a list) and run every "
+                    "combination not yet done in the database; resumable.")
+    sweep.add_argument("sweep_file", type=Path, metavar="SWEEP.yaml")
+    _flag(sweep, "--db", type=Path, default=Path(DEFAULT_DB), help="results database (SQLite)")
+    _flag(sweep, "--workers", type=int, default=2, help="local worker processes (1 thread each)")
+    _flag(sweep, "--retry-failed", action="store_true", help="run failed runs again")
+    _flag(sweep, "--data-root", type=Path)
+    _flag(sweep, "--no-progress", action="store_true")
+
+    runs = commands.add_parser("runs", help="list the runs in the results database")
+    _flag(runs, "--db", type=Path, default=Path(DEFAULT_DB))
+    _flag(runs, "--status", choices=["done", "failed"])
+    _flag(runs, "--model", choices=METHODS)
+    _flag(runs, "--dataset", choices=list(BENCHMARKS))
+
+    report = commands.add_parser(
+        "report", help="tables (Markdown, CSV) and PNG plots of the runs in the database")
+    _flag(report, "--db", type=Path, default=Path(DEFAULT_DB))
+    _flag(report, "--out", type=Path, default=Path("report"))
+    _flag(report, "--no-plots", action="store_true", help="tables only (no matplotlib needed)")
     return parser
 
 
@@ -95,10 +120,17 @@ def main(argv: list[str] | None = None) -> int:
               + " ".join(DEMO_ARGS), file=sys.stderr)
         argv = ["run", *DEMO_ARGS]
     try:
-        return _main(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)
+        handlers = {"run": _main, "sweep": _sweep, "runs": _runs, "report": _report}
+        if args.command is None:
+            raise ConfigError("choose a command: run, sweep, runs or report (see --help)")
+        return handlers[args.command](args)
     except ConfigError as error:
         print(f"replaymask: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `replaymask runs | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silences the exit-time flush)
+        return 0
     except KeyboardInterrupt:
         print("replaymask: interrupted; nothing written", file=sys.stderr)
         return 130
@@ -142,4 +174,73 @@ def _main(args: argparse.Namespace) -> int:
     path = write_result(out_dir, result)
     print(format_summary(result))
     print(f"wrote {path} and {path.with_name('accuracy_matrix.csv')}")
+    return 0
+
+
+def _open_store(path: Path, create: bool):
+    from .store import ResultsStore, StoreError
+
+    try:
+        return ResultsStore(path, create=create)
+    except StoreError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepError, load_sweep, run_sweep
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be an integer >= 1, got {args.workers}")
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise ConfigError(f"data root {str(args.data_root)!r} is not a readable directory")
+    try:
+        configs = load_sweep(args.sweep_file)
+    except SweepError as error:
+        raise ConfigError(str(error)) from None
+    store = _open_store(args.db, create=True)
+    summary = run_sweep(configs, store, workers=args.workers, retry_failed=args.retry_failed,
+                        data_root=str(args.data_root) if args.data_root else None,
+                        progress=not args.no_progress)
+    print(f"sweep: {summary.total} runs: {summary.already_done} already done, "
+          f"{summary.ran} run now ({summary.failed} failed), "
+          f"{summary.skipped_failed} failed earlier and skipped (--retry-failed re-runs them); "
+          f"results in {args.db}")
+    return 1 if summary.failed else 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    store = _open_store(args.db, create=False)
+    rows = [r for r in store.runs(args.status)
+            if (args.model is None or r["config"]["model"] == args.model)
+            and (args.dataset is None or r["config"]["dataset"] == args.dataset)]
+    print(f"{'hash':16}  {'status':6}  {'model':6} {'dataset':10} {'buf':>5} {'seed':>4} "
+          f"{'gms':>7}  {'class-il':>8} {'task-il':>8} {'wall s':>7}")
+    for row in rows:
+        config, metrics = row["config"], row["metrics"]
+        gms = str(config["gms_mask_value"]) if config["gms"] else "-"
+        scores = (f"{metrics['class_il']['average_accuracy']:8.2f} "
+                  f"{metrics['task_il']['average_accuracy']:8.2f} {row['wall_time_s']:7.1f}"
+                  if metrics else f"{'':8} {'':8} {'':7}  {row['error']}")
+        print(f"{row['config_hash']}  {row['status']:6}  {config['model']:6} "
+              f"{config['dataset']:10} {config['buffer_size']:5} {config['seed']:4} {gms:>7}  "
+              + scores)
+    print(f"{len(rows)} runs")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    store = _open_store(args.db, create=False)
+    results = [row["result"] for row in store.runs("done")]
+    if not results:
+        raise ConfigError(f"{args.db} holds no finished runs to report")
+    if not args.no_plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError("plots need matplotlib: pip install 'replaymask[report]', "
+                              "or pass --no-plots") from None
+    for path in write_report(results, args.out, plots=not args.no_plots):
+        print(f"wrote {path}")
     return 0

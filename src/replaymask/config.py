@@ -83,6 +83,10 @@ def resolve(config: RunConfig) -> tuple[RunConfig, str]:
         note = f"Mammoth defaults for {config.model} on seq-mnist (lr {lr})"
     resolved = replace(
         config,
+        # settings that cannot matter are normalised, so equal runs have equal configs
+        gms_mask_value=config.gms_mask_value if config.gms else float("-inf"),
+        gms_on_buffer=config.gms_on_buffer and config.gms,
+        der_logits=config.der_logits if config.model in LOGIT_REPLAY_METHODS else "stream",
         buffer_size=buffer_size,
         n_epochs=config.n_epochs or spec.n_epochs,
         batch_size=batch_size,

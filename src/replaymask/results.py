@@ -20,9 +20,9 @@ def write_result(out_dir: str | Path, result: RunResult) -> Path:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "accuracy_matrix.csv", matrix_csv(result.accuracy_matrix))
+    atomic_write(out_dir / "accuracy_matrix.csv", matrix_csv(result.accuracy_matrix))
     json_path = out_dir / "result.json"
-    _atomic_write(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    atomic_write(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
     return json_path
 
 
@@ -62,7 +62,7 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
                                      encoding="utf-8") as handle:
         handle.write(text)

@@ -1,0 +1,134 @@
+"""PNG figures of a report (matplotlib, the `report` extra)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from .report import Cell, _row_order
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_all(cells: list[Cell], out_dir: Path) -> list[Path]:
+    written = []
+    for dataset in sorted({c.dataset for c in cells}):
+        subset = [c for c in cells if c.dataset == dataset]
+        written += [
+            heatmaps(subset, out_dir / f"{dataset}_accuracy_matrices.png"),
+            accuracy_after_each_task(subset, out_dir / f"{dataset}_accuracy_per_task.png"),
+            accuracy_vs_buffer(subset, out_dir / f"{dataset}_accuracy_vs_buffer.png"),
+            stability_plasticity(subset, out_dir / f"{dataset}_stability_plasticity.png"),
+        ]
+    return written
+
+
+def heatmaps(cells: list[Cell], path: Path) -> Path:
+    """Mean Class-IL accuracy matrix of every (method, buffer)."""
+    plt = _pyplot()
+    labels, buffers = _row_order(cells), sorted({c.buffer_size for c in cells})
+    by_key = {(c.label, c.buffer_size): c for c in cells}
+    figure, axes = plt.subplots(len(labels), len(buffers), squeeze=False,
+                                figsize=(2.6 * len(buffers) + 1, 2.4 * len(labels)))
+    for i, label in enumerate(labels):
+        for j, buffer_size in enumerate(buffers):
+            axis = axes[i][j]
+            cell = by_key.get((label, buffer_size))
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if cell is None:
+                axis.axis("off")
+                continue
+            matrix = cell.mean_matrix("class_il")
+            size = len(matrix)
+            grid = [[row[k] if k < len(row) else float("nan") for k in range(size)]
+                    for row in matrix]
+            axis.imshow(grid, vmin=0, vmax=100, cmap="viridis")
+            for r in range(size):
+                for k in range(r + 1):
+                    axis.text(k, r, f"{grid[r][k]:.0f}", ha="center", va="center", fontsize=7,
+                              color="white" if grid[r][k] < 60 else "black")
+            axis.set_title(f"{label}\nbuffer {buffer_size}", fontsize=8)
+    figure.suptitle(f"{cells[0].dataset}: Class-IL accuracy (%), row = after task, col = task")
+    return _save(figure, path)
+
+
+def accuracy_after_each_task(cells: list[Cell], path: Path) -> Path:
+    """Average Class-IL accuracy over the seen tasks, after each task."""
+    plt = _pyplot()
+    buffers = sorted({c.buffer_size for c in cells})
+    figure, axes = plt.subplots(1, len(buffers), squeeze=False, figsize=(4.2 * len(buffers), 3.6),
+                                sharey=True)
+    for axis, buffer_size in zip(axes[0], buffers, strict=True):
+        for cell in sorted((c for c in cells if c.buffer_size == buffer_size),
+                           key=lambda c: _row_order(cells).index(c.label)):
+            curve = [statistics.fmean(row) for row in cell.mean_matrix("class_il")]
+            axis.plot(range(1, len(curve) + 1), curve, marker="o", label=cell.label)
+        axis.set_title(f"buffer {buffer_size}")
+        axis.set_xlabel("after task")
+        axis.set_ylim(0, 100)
+    axes[0][0].set_ylabel("average Class-IL accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
+    figure.suptitle(cells[0].dataset)
+    return _save(figure, path)
+
+
+def accuracy_vs_buffer(cells: list[Cell], path: Path) -> Path:
+    """Final average accuracy against buffer size, mean ± std over seeds."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for axis, setting, title in zip(axes, ("class_il", "task_il"), ("Class-IL", "Task-IL"),
+                                    strict=True):
+        for label in _row_order(cells):
+            points = sorted((c for c in cells if c.label == label), key=lambda c: c.buffer_size)
+            means = [statistics.fmean(c.values(setting)) for c in points]
+            stds = [statistics.stdev(c.values(setting)) if len(c.results) > 1 else 0.0
+                    for c in points]
+            axis.errorbar([c.buffer_size for c in points], means, yerr=stds, marker="o",
+                          capsize=3, label=label)
+        axis.set_xscale("symlog", linthresh=10)
+        axis.set_xlabel("buffer size")
+        axis.set_ylabel(f"{title} accuracy (%)")
+        axis.set_title(f"{cells[0].dataset}: {title}")
+    axes[1].legend(fontsize=7)
+    return _save(figure, path)
+
+
+def stability_plasticity(cells: list[Cell], path: Path) -> Path:
+    """Old tasks' final accuracy (stability) against the newest task's (plasticity)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    for label in _row_order(cells):
+        points = [c for c in cells if c.label == label]
+        old = [statistics.fmean(statistics.fmean(r["accuracy_matrix"]["class_il"][-1][:-1])
+                                for r in c.results) for c in points]
+        new = [statistics.fmean(r["accuracy_matrix"]["class_il"][-1][-1] for r in c.results)
+               for c in points]
+        axis.scatter(new, old, label=label)
+        for c, x, y in zip(points, new, old, strict=True):
+            axis.annotate(str(c.buffer_size), (x, y), fontsize=6, xytext=(2, 2),
+                          textcoords="offset points")
+    axis.set_xlabel("newest task, Class-IL accuracy (%)  [plasticity]")
+    axis.set_ylabel("older tasks, mean Class-IL accuracy (%)  [stability]")
+    axis.set_title(f"{cells[0].dataset}: points labelled by buffer size")
+    axis.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=110)
+    figure.clear()
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    temporary.replace(path)
+    return path

@@ -1,0 +1,118 @@
+"""Reports over many runs: paper-layout tables (Markdown, CSV) and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+METHOD_NAMES = {"sgd": "SGD", "joint": "Joint", "er": "ER", "der": "DER", "derpp": "DER++",
+                "er_ace": "ER-ACE"}
+
+
+def method_label(config: dict) -> str:
+    """'DER++', 'DER++ + GMS (m=-inf)', 'ER + GMS (m=0.0, buffer masked)', ..."""
+    label = METHOD_NAMES.get(config["model"], config["model"])
+    if config.get("gms"):
+        options = [f"m={config.get('gms_mask_value', '-inf')}"]
+        if config.get("gms_on_buffer"):
+            options.append("buffer masked")
+        label += f" + GMS ({', '.join(options)})"
+    return label
+
+
+@dataclass
+class Cell:
+    """The runs of one (method label, dataset, buffer size): one value per seed."""
+
+    label: str
+    dataset: str
+    buffer_size: int
+    results: list[dict]
+
+    def values(self, setting: str) -> list[float]:
+        return [r["metrics"][setting]["average_accuracy"] for r in self.results]
+
+    def mean_matrix(self, setting: str) -> list[list[float]]:
+        matrices = [r["accuracy_matrix"][setting] for r in self.results]
+        return [[statistics.fmean(m[i][j] for m in matrices) for j in range(len(row))]
+                for i, row in enumerate(matrices[0])]
+
+
+def group_runs(results: list[dict]) -> list[Cell]:
+    """Group finished runs' results (``result.json`` dicts) into table cells."""
+    cells: dict[tuple, Cell] = {}
+    for result in results:
+        config = result["config"]
+        key = (method_label(config), config["dataset"], config["buffer_size"])
+        cells.setdefault(key, Cell(*key, results=[])).results.append(result)
+    return list(cells.values())
+
+
+def _mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.2f} ± {std:.2f}"
+
+
+def _row_order(cells: list[Cell]) -> list[str]:
+    methods = list(METHOD_NAMES.values())
+    def key(label: str):
+        base = label.split(" + GMS")[0]
+        return (methods.index(base) if base in methods else len(methods), " + GMS" in label,
+                label)
+    return sorted({c.label for c in cells}, key=key)
+
+
+def markdown_table(cells: list[Cell]) -> str:
+    """Rows: method (+ GMS); columns: dataset x buffer; cells: Class-IL / Task-IL,
+    mean ± sample std over seeds, with the seed count."""
+    columns = sorted({(c.dataset, c.buffer_size) for c in cells})
+    by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
+    header = " | ".join(f"{d} buf {b}" for d, b in columns)
+    lines = [f"| method | {header} |", "|---" * (len(columns) + 1) + "|"]
+    for label in _row_order(cells):
+        parts = []
+        for dataset, buffer_size in columns:
+            cell = by_key.get((label, dataset, buffer_size))
+            parts.append("" if cell is None else
+                         f"{_mean_std(cell.values('class_il'))} / "
+                         f"{_mean_std(cell.values('task_il'))} (n={len(cell.results)})")
+        lines.append(f"| {label} | " + " | ".join(parts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(cells: list[Cell]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["method", "dataset", "buffer_size", "seeds", "class_il_mean", "class_il_std",
+                     "task_il_mean", "task_il_std"])
+    for cell in sorted(cells, key=lambda c: (c.dataset, c.buffer_size, c.label)):
+        row = [cell.label, cell.dataset, cell.buffer_size, len(cell.results)]
+        for setting in ("class_il", "task_il"):
+            values = cell.values(setting)
+            row += [f"{statistics.fmean(values):.4f}",
+                    f"{statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_report(results: list[dict], out_dir: str | Path, plots: bool = True) -> list[Path]:
+    """Write report.md, report.csv and (with matplotlib) PNG plots; returns the paths."""
+    from .results import atomic_write
+
+    cells = group_runs(results)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "report.md", out_dir / "report.csv"]
+    seeds = sorted({len(c.results) for c in cells})
+    atomic_write(written[0], f"# replaymask report\n\n{len(results)} finished runs; "
+                 f"seeds per cell: {', '.join(map(str, seeds))}. Cells: Class-IL / Task-IL "
+                 "average accuracy (%) after the last task, mean ± sample std.\n\n"
+                 + markdown_table(cells))
+    atomic_write(written[1], csv_table(cells))
+    if plots:
+        from . import plots as plotting
+        written += plotting.write_all(cells, out_dir)
+    return written

@@ -1,0 +1,160 @@
+"""Sweeps: a grid of runs read from YAML, run by local worker processes, each recorded
+once in the results database under the hash of its resolved configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .config import ConfigError, RunConfig, parse_mask_value, resolve
+from .store import ResultsStore
+
+SWEEP_KEYS = {f.name for f in fields(RunConfig)}
+
+
+class SweepError(ValueError):
+    """The sweep file is unusable; the message names the problem."""
+
+
+def config_hash(config: RunConfig) -> str:
+    """A stable identifier of a resolved configuration."""
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_sweep(path: str | Path) -> list[RunConfig]:
+    """Expand a sweep file into resolved, de-duplicated run configurations.
+
+    The file is one mapping of run settings (``model``, ``dataset``, ``buffer_size``,
+    ``seed``, ``gms``, ``gms_mask_value``, ... ; dashes or underscores), where any value
+    may be a list: the runs are every combination. ``grids: [mapping, ...]`` unites
+    several such grids (e.g. SGD without a buffer and ER with several buffers).
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SweepError(f"cannot read sweep file {str(path)!r}: {error.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        problem = str(error).splitlines()[0]
+        raise SweepError(f"{path}: not valid YAML ({problem})") from None
+    if isinstance(document, dict) and set(document) == {"grids"}:
+        grids = document["grids"]
+        if not isinstance(grids, list) or not grids:
+            raise SweepError(f"{path}: 'grids' must be a non-empty list of mappings")
+    else:
+        grids = [document]
+    configs: dict[str, RunConfig] = {}
+    for grid in grids:
+        for config in _expand(path, grid):
+            configs.setdefault(config_hash(config), config)
+    return list(configs.values())
+
+
+def _expand(path: Path, grid) -> list[RunConfig]:
+    if not isinstance(grid, dict) or not grid:
+        raise SweepError(f"{path}: a grid must be a non-empty mapping of run settings")
+    axes = {}
+    for raw_key, value in grid.items():
+        key = str(raw_key).replace("-", "_")
+        if key not in SWEEP_KEYS:
+            known = ", ".join(sorted(SWEEP_KEYS))
+            raise SweepError(f"{path}: unknown key {raw_key!r} (known: {known})")
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise SweepError(f"{path}: key {raw_key!r} has an empty list: the grid is empty")
+        if any(isinstance(v, (dict, list)) for v in values):
+            raise SweepError(f"{path}: key {raw_key!r} must hold a value or a list of values")
+        axes[key] = values
+    configs = []
+    for combination in itertools.product(*axes.values()):
+        settings = dict(zip(axes, combination, strict=True))
+        try:
+            if "gms_mask_value" in settings:
+                settings["gms_mask_value"] = parse_mask_value(str(settings["gms_mask_value"]))
+            config, _ = resolve(RunConfig(**settings))
+        except ConfigError as error:
+            raise SweepError(f"{path}: run {settings}: {error}") from None
+        configs.append(config)
+    return configs
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    already_done: int
+    ran: int
+    failed: int
+    skipped_failed: int
+
+
+def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
+              retry_failed: bool = False, data_root: str | None = None,
+              progress: bool = True) -> SweepSummary:
+    """Run every configuration not yet done in ``store``; each result is recorded as it ends."""
+    statuses = store.statuses()
+    pending, skipped_failed = [], 0
+    for config in configs:
+        status = statuses.get(config_hash(config))
+        if status == "done":
+            continue
+        if status == "failed" and not retry_failed:
+            skipped_failed += 1
+            continue
+        pending.append(config)
+    failed = 0
+    bar = tqdm(total=len(pending), disable=not progress, unit="run", desc="sweep")
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(execute_run, config.to_dict(), data_root): config
+                   for config in pending}
+        try:
+            for future in as_completed(futures):
+                config = futures[future]
+                result, error = future.result()
+                store.record(config_hash(config), config.to_dict(), result=result, error=error)
+                failed += error is not None
+                bar.update(1)
+                bar.set_postfix_str(f"{failed} failed")
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    bar.close()
+    done_before = sum(1 for c in configs if statuses.get(config_hash(c)) == "done")
+    return SweepSummary(total=len(configs), already_done=done_before, ran=len(pending),
+                        failed=failed, skipped_failed=skipped_failed)
+
+
+_BENCHMARKS: dict = {}  # per worker process: each dataset is loaded once
+
+
+def execute_run(config_dict: dict, data_root: str | None) -> tuple[dict | None, str | None]:
+    """Run one configuration in a worker process: (result, None) or (None, error)."""
+    import torch
+
+    from .benchmarks import load_benchmark
+    from .training import train
+
+    torch.set_num_threads(1)  # one core per worker
+    settings = dict(config_dict)
+    settings["gms_mask_value"] = parse_mask_value(str(settings["gms_mask_value"]))
+    config, source = resolve(RunConfig(**settings))
+    try:
+        key = (config.dataset, config.class_order_seed, data_root)
+        if key not in _BENCHMARKS:
+            _BENCHMARKS[key] = load_benchmark(config.dataset, data_root=data_root,
+                                              class_order_seed=config.class_order_seed,
+                                              download=False)
+        result = train(config, _BENCHMARKS[key], hyperparameter_source=source, progress=False)
+        return result.to_dict(), None
+    except Exception as error:  # recorded in the database, re-run with --retry-failed
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        return None, f"{type(error).__name__}: {error} ({Path(where.filename).name}:{where.lineno})"
