@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(sweep, "--db", type=Path, default=Path(DEFAULT_DB), help="results database (SQLite)")
     _flag(sweep, "--workers", type=int, default=2, help="local worker processes (1 thread each)")
     _flag(sweep, "--retry-failed", action="store_true", help="run failed runs again")
+    _flag(sweep, "--ray-address", metavar="auto|HOST:PORT",
+          help="run on this Ray cluster (one task per run) instead of local workers")
+    _flag(sweep, "--ray-cpus-per-run", type=float, default=1.0,
+          help="CPUs a Ray task reserves (default 1)")
     _flag(sweep, "--data-root", type=Path)
     _flag(sweep, "--no-progress", action="store_true")
 
@@ -187,7 +191,7 @@ def _open_store(path: Path, create: bool):
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .sweep import SweepError, load_sweep, run_sweep
+    from .sweep import SweepError, connect_ray, load_sweep, run_sweep
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be an integer >= 1, got {args.workers}")
@@ -197,10 +201,22 @@ def _sweep(args: argparse.Namespace) -> int:
         configs = load_sweep(args.sweep_file)
     except SweepError as error:
         raise ConfigError(str(error)) from None
+    if args.ray_cpus_per_run <= 0:
+        raise ConfigError(f"--ray-cpus-per-run must be > 0, got {args.ray_cpus_per_run}")
+    if args.ray_address is not None:  # before the database is touched
+        try:
+            connect_ray(args.ray_address)
+        except SweepError as error:
+            raise ConfigError(str(error)) from None
     store = _open_store(args.db, create=True)
-    summary = run_sweep(configs, store, workers=args.workers, retry_failed=args.retry_failed,
-                        data_root=str(args.data_root) if args.data_root else None,
-                        progress=not args.no_progress)
+    try:
+        summary = run_sweep(configs, store, workers=args.workers,
+                            retry_failed=args.retry_failed,
+                            data_root=str(args.data_root) if args.data_root else None,
+                            progress=not args.no_progress, ray_address=args.ray_address,
+                            ray_cpus_per_run=args.ray_cpus_per_run)
+    except SweepError as error:
+        raise ConfigError(str(error)) from None
     print(f"sweep: {summary.total} runs: {summary.already_done} already done, "
           f"{summary.ran} run now ({summary.failed} failed), "
           f"{summary.skipped_failed} failed earlier and skipped (--retry-failed re-runs them); "

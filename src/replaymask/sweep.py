@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import socket
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, fields
@@ -99,8 +100,13 @@ class SweepSummary:
 
 def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
               retry_failed: bool = False, data_root: str | None = None,
-              progress: bool = True) -> SweepSummary:
-    """Run every configuration not yet done in ``store``; each result is recorded as it ends."""
+              progress: bool = True, ray_address: str | None = None,
+              ray_cpus_per_run: float = 1.0) -> SweepSummary:
+    """Run every configuration not yet done in ``store``; each result is recorded as it ends.
+
+    Runs go to ``workers`` local processes, or, with ``ray_address``, one Ray task each
+    on that cluster (``ray_cpus_per_run`` CPUs reserved per task).
+    """
     statuses = store.statuses()
     pending, skipped_failed = [], 0
     for config in configs:
@@ -111,26 +117,74 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
             skipped_failed += 1
             continue
         pending.append(config)
+    if ray_address is not None:
+        outcomes = _run_on_ray(pending, data_root, ray_address, ray_cpus_per_run)
+    else:
+        outcomes = _run_locally(pending, data_root, workers)
     failed = 0
-    bar = tqdm(total=len(pending), disable=not progress, unit="run", desc="sweep")
+    with tqdm(total=len(pending), disable=not progress, unit="run", desc="sweep") as bar:
+        for config, result, error in outcomes:
+            store.record(config_hash(config), config.to_dict(), result=result, error=error)
+            failed += error is not None
+            bar.update(1)
+            bar.set_postfix_str(f"{failed} failed")
+    done_before = sum(1 for c in configs if statuses.get(config_hash(c)) == "done")
+    return SweepSummary(total=len(configs), already_done=done_before, ran=len(pending),
+                        failed=failed, skipped_failed=skipped_failed)
+
+
+def _run_locally(pending: list[RunConfig], data_root, workers: int):
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(execute_run, config.to_dict(), data_root): config
                    for config in pending}
         try:
             for future in as_completed(futures):
-                config = futures[future]
-                result, error = future.result()
-                store.record(config_hash(config), config.to_dict(), result=result, error=error)
-                failed += error is not None
-                bar.update(1)
-                bar.set_postfix_str(f"{failed} failed")
+                yield (futures[future], *future.result())
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-    bar.close()
-    done_before = sum(1 for c in configs if statuses.get(config_hash(c)) == "done")
-    return SweepSummary(total=len(configs), already_done=done_before, ran=len(pending),
-                        failed=failed, skipped_failed=skipped_failed)
+
+
+def _run_on_ray(pending: list[RunConfig], data_root, address: str, cpus_per_run: float):
+    ray = connect_ray(address)
+    try:
+        task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(execute_run)
+        running = {task.remote(config.to_dict(), data_root): config for config in pending}
+        while running:
+            (ready,), _ = ray.wait(list(running), num_returns=1)
+            config = running.pop(ready)
+            try:
+                result, error = ray.get(ready)
+            except ray.exceptions.RayError as ray_error:  # the worker died, say
+                result, error = None, f"{type(ray_error).__name__}: {ray_error}".splitlines()[0]
+            yield config, result, error
+    finally:
+        ray.shutdown()
+
+
+def connect_ray(address: str):
+    """Connect to a running Ray cluster, or fail with one clear line (SweepError)."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--ray-address needs Ray: pip install 'replaymask[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    if address != "auto":
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise SweepError(f"--ray-address must be 'auto' or HOST:PORT, got {address!r}")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as error:
+            raise SweepError(f"no Ray cluster reachable at {address} ({error})") from None
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False,
+                 configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SweepError(f"could not connect to Ray at {address!r}: {message}") from None
+    return ray
 
 
 _BENCHMARKS: dict = {}  # per worker process: each dataset is loaded once
