@@ -87,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(runs, "--model", choices=METHODS)
     _flag(runs, "--dataset", choices=list(BENCHMARKS))
 
+    analyze = commands.add_parser(
+        "analyze", help="why GMS changes stability: instrumented runs of one method with "
+                        "plain softmax and GMS variants, plotted")
+    _flag(analyze, "--model", choices=METHODS, default="er")
+    _flag(analyze, "--dataset", choices=list(BENCHMARKS), default="seq-mnist")
+    _flag(analyze, "--buffer-size", type=int, default=200)
+    _flag(analyze, "--seed", type=int, default=0)
+    _flag(analyze, "--mask-values", default="none,-inf,0,detach",
+          help="comma-separated: none (plain softmax), -inf, a float, detach")
+    _flag(analyze, "--data-root", type=Path)
+    _flag(analyze, "--out", type=Path, default=Path("analysis"))
+
     report = commands.add_parser(
         "report", help="tables (Markdown, CSV) and PNG plots of the runs in the database")
     _flag(report, "--db", type=Path, default=Path(DEFAULT_DB))
@@ -125,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run", *DEMO_ARGS]
     try:
         args = build_parser().parse_args(argv)
-        handlers = {"run": _main, "sweep": _sweep, "runs": _runs, "report": _report}
+        handlers = {"run": _main, "sweep": _sweep, "runs": _runs, "report": _report,
+                    "analyze": _analyze}
         if args.command is None:
-            raise ConfigError("choose a command: run, sweep, runs or report (see --help)")
+            raise ConfigError("choose a command: run, sweep, runs, report or analyze (see --help)")
         return handlers[args.command](args)
     except ConfigError as error:
         print(f"replaymask: error: {error}", file=sys.stderr)
@@ -171,7 +184,7 @@ def _main(args: argparse.Namespace) -> int:
           f"beta {config.beta}; data: {benchmark.source}", file=sys.stderr)
     try:
         result = train(config, benchmark, hyperparameter_source=source,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, analysis=args.analysis)
     except DivergenceError as error:
         print(f"replaymask: error: {error}; nothing written", file=sys.stderr)
         return EXIT_DIVERGED
@@ -259,4 +272,56 @@ def _report(args: argparse.Namespace) -> int:
                               "or pass --no-plots") from None
     for path in write_report(results, args.out, plots=not args.no_plots):
         print(f"wrote {path}")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .benchmarks import load_benchmark
+    from .datasets import DataError
+    from .plots import analysis_figure
+    from .results import atomic_write
+    from .training import DivergenceError, train
+
+    variants = {}
+    for text in (part.strip() for part in args.mask_values.split(",")):
+        gms = text.lower() != "none"
+        config = RunConfig(model=args.model, dataset=args.dataset, buffer_size=args.buffer_size,
+                           seed=args.seed, gms=gms,
+                           gms_mask_value=parse_mask_value(text) if gms else float("-inf"))
+        variants["plain softmax" if not gms else f"GMS m={text}"] = resolve(config)[0]
+    try:
+        benchmark = load_benchmark(args.dataset, data_root=args.data_root)
+    except DataError as error:
+        raise ConfigError(str(error)) from None
+    records, summary = {}, {}
+    for name, config in variants.items():
+        torch.set_num_threads(default_threads(config) or torch.get_num_threads())
+        print(f"analyze: {name} ...", file=sys.stderr)
+        try:
+            result = train(config, benchmark, progress=False, analysis=True)
+        except DivergenceError as error:
+            print(f"analyze: {name}: {error}; left out", file=sys.stderr)
+            continue
+        records[name] = result.analysis
+        summary[name] = result.metrics["class_il"]["average_accuracy"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "analysis.json", json.dumps(
+        {"configs": {n: c.to_dict() for n, c in variants.items()},
+         "class_il_average_accuracy": summary, "records": records}, indent=1) + "\n")
+    title = f"{args.model} on {args.dataset}, buffer {args.buffer_size}, seed {args.seed}"
+    figure = analysis_figure(records, title, args.out / "analysis.png")
+    print(f"{'variant':16} {'class-il':>8} {'grad old':>9} {'grad cur':>9} {'old mass':>9} "
+          f"{'drift':>10}   (means over tasks 2..)")
+    for name, rows in records.items():
+        later = [r for r in rows if r["task"] > 0]
+        def mean(key, rows=later):
+            return sum(r[key] for r in rows) / len(rows)
+        print(f"{name:16} {summary[name]:8.2f} {mean('grad_old'):9.4f} "
+              f"{mean('grad_current'):9.4f} {mean('old_class_mass'):9.4f} "
+              f"{mean('old_logit_drift'):10.3f}")
+    print(f"wrote {args.out / 'analysis.json'} and {figure}")
     return 0

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 MaskValue = Union[float, Literal["detach"]]  # noqa: UP007 (a runtime alias on 3.10)
 
-__all__ = ["MaskValue", "gms_cross_entropy", "live_classes", "class_to_task_layout"]
+__all__ = ["MaskValue", "gms_cross_entropy", "gms_masked_logits", "live_classes",
+           "class_to_task_layout"]
 
 
 def gms_cross_entropy(
@@ -67,11 +68,17 @@ def gms_cross_entropy(
     live = live.expand_as(logits)
     if check_targets and not bool(live.gather(1, targets.long().unsqueeze(1)).all()):
         raise ValueError("gms_cross_entropy: every target must be a live class of its sample")
+    return F.cross_entropy(gms_masked_logits(logits, live, mask_value), targets,
+                           reduction=reduction)
+
+
+def gms_masked_logits(logits: torch.Tensor, live: torch.Tensor,
+                      mask_value: MaskValue) -> torch.Tensor:
+    """The logits the GMS softmax sees: non-live entries replaced by ``mask_value`` (or,
+    for ``"detach"``, by their own value cut from the graph). No argument checks."""
     if isinstance(mask_value, str):
-        masked_logits = torch.where(live, logits, logits.detach())
-    else:
-        masked_logits = logits.masked_fill(~live, mask_value)
-    return F.cross_entropy(masked_logits, targets, reduction=reduction)
+        return torch.where(live, logits, logits.detach())
+    return logits.masked_fill(~live, mask_value)
 
 
 def _check_arguments(logits, targets, live, mask_value, reduction) -> None:

@@ -132,3 +132,34 @@ def _save(figure, path: Path) -> Path:
     plt.close(figure)
     temporary.replace(path)
     return path
+
+
+ANALYSIS_PANELS = (
+    ("grad_old", "gradient norm into earlier-task logits"),
+    ("grad_current", "gradient norm into current-task logits"),
+    ("old_class_mass", "softmax mass on earlier-task classes"),
+    ("old_logit_drift", "drift of earlier-task logits on old samples"),
+)
+
+
+def analysis_figure(variants: dict[str, list[dict]], title: str, path: Path) -> Path:
+    """One panel per measured quantity, one line per loss variant, against training step."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for axis, (key, label) in zip(axes.flat, ANALYSIS_PANELS, strict=True):
+        for name, records in variants.items():
+            points = [(r["step"], r[key]) for r in records if r[key] is not None]
+            if points:
+                axis.plot(*zip(*points, strict=True), label=name, linewidth=1.2)
+        boundaries = [r["step"] for r, nxt in zip(records, records[1:], strict=False)
+                      if nxt["task"] != r["task"]]
+        for step in boundaries:
+            axis.axvline(step, color="grey", linewidth=0.6, linestyle=":")
+        if key == "old_logit_drift":  # detach's drift is orders of magnitude larger
+            axis.set_yscale("symlog", linthresh=1.0)
+            axis.set_ylim(bottom=0)
+        axis.set_title(label, fontsize=10)
+        axis.set_xlabel("training step (dotted: task boundaries)")
+    axes[0][0].legend(fontsize=8)
+    figure.suptitle(title)
+    return _save(figure, path)

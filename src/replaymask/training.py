@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .analysis import StabilityProbe
 from .benchmarks import Benchmark
 from .config import RunConfig
 from .evaluation import evaluate
@@ -36,6 +37,7 @@ class RunResult:
     metrics: dict[str, dict]
     wall_time_s: float
     task_times_s: list[float] = field(default_factory=list)
+    analysis: list[dict] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +51,7 @@ class RunResult:
             "wall_time_s": self.wall_time_s,
             "task_times_s": self.task_times_s,
             "versions": {"replaymask": __version__, "torch": torch.__version__},
+            **({"analysis": self.analysis} if self.analysis is not None else {}),
         }
 
 
@@ -59,8 +62,12 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = "",
-          progress: bool = True) -> RunResult:
-    """Run ``config`` (already resolved) on ``benchmark`` and return its results."""
+          progress: bool = True, analysis: bool = False) -> RunResult:
+    """Run ``config`` (already resolved) on ``benchmark`` and return its results.
+
+    ``analysis`` adds the stability instrumentation of :mod:`replaymask.analysis`
+    (measured on probe batches; the training itself is unchanged).
+    """
     start = time.perf_counter()
     seed_everything(config.seed)
     device = torch.device(config.device)
@@ -70,6 +77,8 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     method = method_class(net, benchmark.prepare, benchmark.class_to_task.to(device), config)
     data_order = torch.Generator(device=device).manual_seed(config.seed)
     tasks = range(benchmark.n_tasks)
+    probe = StabilityProbe(method, benchmark, config.seed) if analysis else None
+    steps_done = 0
 
     random_class_il, random_task_il = evaluate(net, benchmark, list(tasks), list(tasks))
     matrix = {"class_il": [], "task_il": []}
@@ -87,12 +96,15 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
             before["class_il"].append(class_il[0])
             before["task_il"].append(task_il[0])
         method.begin_task(task)
+        if probe is not None:
+            probe.begin_task(task)
         seen_tasks = range(task + 1) if method.trains_on_all_seen_tasks else [task]
         indices = torch.cat([benchmark.task_indices("train", t) for t in seen_tasks])
         for _epoch in range(config.n_epochs):
             order = indices[torch.randperm(len(indices), generator=data_order, device=device)]
             images, labels = benchmark.train_images[order], benchmark.train_labels[order]
-            _run_epoch(method, images, labels, config.batch_size, bar, task)
+            steps_done = _run_epoch(method, images, labels, config.batch_size, bar, task, probe,
+                                    steps_done)
         method.end_task(task)
         seen = list(range(task + 1))
         class_il, task_il = evaluate(net, benchmark, seen, [task] * len(seen))
@@ -114,6 +126,7 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
         metrics={key: summarize(matrix[key], before[key], random_init[key]) for key in matrix},
         wall_time_s=time.perf_counter() - start,
         task_times_s=task_times,
+        analysis=probe.records if probe is not None else None,
     )
 
 
@@ -123,7 +136,8 @@ def _steps(benchmark, config, task, cumulative) -> int:
     return config.n_epochs * -(-samples // config.batch_size)
 
 
-def _run_epoch(method, images, labels, batch_size, bar, task) -> None:
+def _run_epoch(method, images, labels, batch_size, bar, task, probe, steps_done) -> int:
+    """One pass over the stream; returns the run's step count so far."""
     # Losses stay on the device and are read back every CHECK_EVERY steps only.
     running_loss = torch.zeros((), device=labels.device)
     pending = 0
@@ -140,3 +154,6 @@ def _run_epoch(method, images, labels, batch_size, bar, task) -> None:
             bar.update(pending)
             running_loss.zero_()
             pending = 0
+            if probe is not None:
+                probe.record(steps_done + step)
+    return steps_done + step
