@@ -136,3 +136,13 @@ def test_nearest_best_args_row_is_used_and_named():
     assert (config.lr, config.alpha) == (0.03, 0.2) and "no row for seq-fmnist" in note
     config, _ = resolve(RunConfig(model="sgd", buffer_size=500))
     assert config.buffer_size == 0
+
+
+def test_run_with_analysis_records_it_in_result_json(mnist_like_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(["run", "--model", "er", "--buffer-size", "10", "--gms",
+                               "--analysis", "--n-epochs", "3", "--data-root",
+                               str(mnist_like_root), "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, stderr
+    records = json.loads((out / "result.json").read_text())["analysis"]
+    assert records and {"grad_old", "old_class_mass", "old_logit_drift"} <= set(records[0])

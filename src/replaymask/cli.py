@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                "else torch's choice); use 1 when running several runs side by side")
     _flag(data, "--out", type=Path, help="output folder (default: runs/<run name>)")
     _flag(data, "--no-progress", action="store_true", help="hide the progress bar")
+    _flag(run, "--analysis", action="store_true",
+          help="record gradient norms into old/current/future logits, old-class softmax mass "
+               "and old-logit drift every 100 steps (result.json 'analysis')")
 
     sweep = commands.add_parser(
         "sweep", help="run a grid of runs from a YAML file into the results database",
