@@ -83,6 +83,38 @@ def markdown_table(cells: list[Cell]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gms_effect_table(cells: list[Cell], setting: str = "class_il") -> str:
+    """Change of the mean accuracy that each GMS variant brings to its base method, per
+    (dataset, buffer); a star marks a change larger than both cells' std combined."""
+    by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
+    variants = sorted({c.label.split(" + GMS")[1] for c in cells if " + GMS" in c.label})
+    bases = [label for label in _row_order(cells) if " + GMS" not in label]
+    columns = sorted({(c.dataset, c.buffer_size) for c in cells})
+    lines = []
+    for variant in variants:
+        rows = []
+        for base in bases:
+            parts, any_cell = [], False
+            for dataset, buffer_size in columns:
+                plain = by_key.get((base, dataset, buffer_size))
+                masked = by_key.get((f"{base} + GMS{variant}", dataset, buffer_size))
+                if plain is None or masked is None:
+                    parts.append("")
+                    continue
+                any_cell = True
+                a, b = plain.values(setting), masked.values(setting)
+                delta = statistics.fmean(b) - statistics.fmean(a)
+                spread = sum(statistics.stdev(v) if len(v) > 1 else 0.0 for v in (a, b))
+                parts.append(f"{delta:+.1f}{'*' if abs(delta) > spread else ''}")
+            if any_cell:
+                rows.append(f"| {base} | " + " | ".join(parts) + " |")
+        if rows:
+            header = " | ".join(f"{d} buf {b}" for d, b in columns)
+            lines += [f"GMS{variant} minus no GMS, {setting.replace('_', '-')} points:", "",
+                      f"| method | {header} |", "|---" * (len(columns) + 1) + "|", *rows, ""]
+    return "\n".join(lines)
+
+
 def csv_table(cells: list[Cell]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -110,7 +142,7 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True) -
     atomic_write(written[0], f"# replaymask report\n\n{len(results)} finished runs; "
                  f"seeds per cell: {', '.join(map(str, seeds))}. Cells: Class-IL / Task-IL "
                  "average accuracy (%) after the last task, mean ± sample std.\n\n"
-                 + markdown_table(cells))
+                 + markdown_table(cells) + "\n## Effect of GMS\n\n" + gms_effect_table(cells))
     atomic_write(written[1], csv_table(cells))
     if plots:
         from . import plots as plotting
