@@ -17,6 +17,22 @@ def _pyplot():
     return plt
 
 
+VARIANT_COLORS = ["black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
+                  "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+METHOD_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+
+
+def _style(label: str, labels: list[str]) -> dict:
+    """Colour by GMS variant (black: no GMS), marker by method: 20+ lines stay readable."""
+    bases = list(dict.fromkeys(name.split(" + GMS")[0] for name in labels))
+    variants = list(dict.fromkeys(
+        name.split(" + GMS")[1] if " + GMS" in name else "" for name in labels))
+    variants.sort(key=lambda v: v != "")
+    base, _, variant = label.partition(" + GMS")
+    return {"color": VARIANT_COLORS[variants.index(variant) % len(VARIANT_COLORS)],
+            "marker": METHOD_MARKERS[bases.index(base) % len(METHOD_MARKERS)]}
+
+
 def write_all(cells: list[Cell], out_dir: Path) -> list[Path]:
     written = []
     for dataset in sorted({c.dataset for c in cells}):
@@ -70,34 +86,47 @@ def accuracy_after_each_task(cells: list[Cell], path: Path) -> Path:
         for cell in sorted((c for c in cells if c.buffer_size == buffer_size),
                            key=lambda c: _row_order(cells).index(c.label)):
             curve = [statistics.fmean(row) for row in cell.mean_matrix("class_il")]
-            axis.plot(range(1, len(curve) + 1), curve, marker="o", label=cell.label)
+            axis.plot(range(1, len(curve) + 1), curve, label=cell.label, markersize=4,
+                      linewidth=1, **_style(cell.label, _row_order(cells)))
         axis.set_title(f"buffer {buffer_size}")
         axis.set_xlabel("after task")
         axis.set_ylim(0, 100)
     axes[0][0].set_ylabel("average Class-IL accuracy (%)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=6, ncol=2)
     figure.suptitle(cells[0].dataset)
     return _save(figure, path)
 
 
 def accuracy_vs_buffer(cells: list[Cell], path: Path) -> Path:
-    """Final average accuracy against buffer size, mean ± std over seeds."""
+    """Final average accuracy against buffer size, mean ± std over seeds: one column per
+    method (Class-IL above, Task-IL below), one line per GMS variant."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for axis, setting, title in zip(axes, ("class_il", "task_il"), ("Class-IL", "Task-IL"),
-                                    strict=True):
-        for label in _row_order(cells):
-            points = sorted((c for c in cells if c.label == label), key=lambda c: c.buffer_size)
-            means = [statistics.fmean(c.values(setting)) for c in points]
-            stds = [statistics.stdev(c.values(setting)) if len(c.results) > 1 else 0.0
-                    for c in points]
-            axis.errorbar([c.buffer_size for c in points], means, yerr=stds, marker="o",
-                          capsize=3, label=label)
-        axis.set_xscale("symlog", linthresh=10)
-        axis.set_xlabel("buffer size")
-        axis.set_ylabel(f"{title} accuracy (%)")
-        axis.set_title(f"{cells[0].dataset}: {title}")
-    axes[1].legend(fontsize=7)
+    labels = _row_order(cells)
+    bases = [b for b in dict.fromkeys(label.split(" + GMS")[0] for label in labels)
+             if len({c.buffer_size for c in cells if c.label.split(" + GMS")[0] == b}) > 1]
+    if not bases:
+        bases = list(dict.fromkeys(label.split(" + GMS")[0] for label in labels))
+    figure, axes = plt.subplots(2, len(bases), squeeze=False, figsize=(4 * len(bases), 7),
+                                sharey="row")
+    for column, base in enumerate(bases):
+        for row, (setting, title) in enumerate((("class_il", "Class-IL"), ("task_il", "Task-IL"))):
+            axis = axes[row][column]
+            for label in (name for name in labels if name.split(" + GMS")[0] == base):
+                points = sorted((c for c in cells if c.label == label),
+                                key=lambda c: c.buffer_size)
+                means = [statistics.fmean(c.values(setting)) for c in points]
+                stds = [statistics.stdev(c.values(setting)) if len(c.results) > 1 else 0.0
+                        for c in points]
+                axis.errorbar([c.buffer_size for c in points], means, yerr=stds, capsize=3,
+                              markersize=4, linewidth=1, label=label, **_style(label, labels))
+            axis.set_xscale("symlog", linthresh=10)
+            axis.set_xlabel("buffer size")
+            axis.set_title(f"{base}: {title}", fontsize=10)
+            if column == 0:
+                axis.set_ylabel(f"{title} accuracy (%)")
+            if row == 0:
+                axis.legend(fontsize=6)
+    figure.suptitle(cells[0].dataset)
     return _save(figure, path)
 
 
@@ -111,14 +140,15 @@ def stability_plasticity(cells: list[Cell], path: Path) -> Path:
                                 for r in c.results) for c in points]
         new = [statistics.fmean(r["accuracy_matrix"]["class_il"][-1][-1] for r in c.results)
                for c in points]
-        axis.scatter(new, old, label=label)
+        style = _style(label, _row_order(cells))
+        axis.scatter(new, old, label=label, c=style["color"], marker=style["marker"], s=22)
         for c, x, y in zip(points, new, old, strict=True):
             axis.annotate(str(c.buffer_size), (x, y), fontsize=6, xytext=(2, 2),
                           textcoords="offset points")
     axis.set_xlabel("newest task, Class-IL accuracy (%)  [plasticity]")
     axis.set_ylabel("older tasks, mean Class-IL accuracy (%)  [stability]")
     axis.set_title(f"{cells[0].dataset}: points labelled by buffer size")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=6, ncol=2)
     return _save(figure, path)
 
 
