@@ -140,7 +140,7 @@ def _run_epoch(method, images, labels, batch_size, bar, task, probe, steps_done)
     """One pass over the stream; returns the run's step count so far."""
     # Losses stay on the device and are read back every CHECK_EVERY steps only.
     running_loss = torch.zeros((), device=labels.device)
-    pending = 0
+    pending = step = 0
     for step, first in enumerate(range(0, len(labels), batch_size), start=1):
         loss = method.observe(images[first:first + batch_size], labels[first:first + batch_size])
         running_loss += loss
