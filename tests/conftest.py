@@ -82,3 +82,29 @@ def tiny_benchmark(per_class_train=30, per_class_test=10, seed=0) -> Benchmark:
 @pytest.fixture
 def tiny() -> Benchmark:
     return tiny_benchmark()
+
+
+def tiny_vision_benchmark(size=8, per_class_train=8, per_class_test=4, seed=0) -> Benchmark:
+    """A Seq-CIFAR-10-shaped benchmark (5 x 2 classes, RGB, ResNet-18, crop + flip), on
+    small images so that the ResNet runs fast on a CPU."""
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 256, size=(10, 3, size, size))
+
+    def images(labels):
+        noise = rng.integers(0, 256, size=(len(labels), 3, size, size))
+        return torch.from_numpy((0.6 * templates[labels] + 0.4 * noise).astype(np.uint8))
+
+    train_labels = rng.permutation(np.repeat(np.arange(10), per_class_train))
+    test_labels = np.repeat(np.arange(10), per_class_test)
+    return Benchmark(
+        name="tiny-vision", n_tasks=5, classes_per_task=2,
+        train_images=images(train_labels), train_labels=torch.from_numpy(train_labels).long(),
+        test_images=images(test_labels), test_labels=torch.from_numpy(test_labels).long(),
+        class_order=tuple(range(10)), source="synthetic", backbone="resnet18",
+        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), crop_padding=2,
+    )
+
+
+@pytest.fixture
+def tiny_vision() -> Benchmark:
+    return tiny_vision_benchmark()

@@ -72,6 +72,14 @@ BAD_INPUTS = [
     (["--no-such-flag"], "unrecognized arguments"),
     (["--device", "tpu"], "--device must be"),
     (["--threads", "0"], "--threads must be an integer >= 1"),
+    (["--model", "er", "--gamma", "0.5"], "--gamma is an X-DER option"),
+    (["--model", "xder", "--simclr-num-aug", "1"], "--simclr-num-aug must be an integer >= 2"),
+    (["--model", "xder", "--simclr-temp", "0"], "--simclr-temp must be a finite number > 0"),
+    (["--model", "xder", "--constr-eta", "-1"], "--constr-eta must be a finite number >= 0"),
+    (["--lr-milestones", "35,x"], "--lr-milestones"),
+    (["--lr-milestones", "0"], "--lr-milestones must be integers >= 1"),
+    (["--precision", "fp8"], "--precision"),
+    (["--dataset", "seq-cifar11"], "--dataset"),
 ]
 
 
@@ -146,3 +154,30 @@ def test_run_with_analysis_records_it_in_result_json(mnist_like_root, tmp_path, 
     assert code == 0, stderr
     records = json.loads((out / "result.json").read_text())["analysis"]
     assert records and {"grad_old", "old_class_mass", "old_logit_drift"} <= set(records[0])
+
+
+def test_a_tiny_seq_cifar10_run_on_files_in_the_cifar_format(tmp_path, capsys):
+    from .vision_files import write_cifar10_like
+
+    write_cifar10_like(tmp_path / "data", per_class_train=8, per_class_test=3)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        ["run", "--model", "derpp", "--dataset", "seq-cifar10", "--buffer-size", "20",
+         "--n-epochs", "1", "--gms", "--data-root", str(tmp_path / "data"), "--out", str(out),
+         "--no-progress", "--no-download"], capsys)
+    assert code == 0, stderr
+    result = json.loads((out / "result.json").read_text())
+    config = result["config"]
+    assert (config["lr"], config["minibatch_size"], config["alpha"], config["beta"]) == (
+        0.03, 32, 0.1, 0.5)  # the DER paper's Seq-CIFAR-10 row for buffer 200
+    assert "cifar-10-batches-py" in result["benchmark"]["source"]
+    assert [len(row) for row in result["accuracy_matrix"]["class_il"]] == [1, 2, 3, 4, 5]
+
+
+def test_missing_cifar_data_is_one_line_naming_the_layout_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(["run", "--dataset", "seq-cifar10", "--data-root", str(tmp_path),
+                               "--no-download", "--out", str(out)], capsys)
+    assert code == 2 and stderr.count("\n") == 1
+    assert "cifar-10-batches-py" in stderr and "download disabled" in stderr
+    assert not out.exists()

@@ -35,7 +35,7 @@ def test_every_method_takes_steps_and_returns_a_finite_detached_loss(model, tiny
         for _ in range(3):
             loss = method.observe(*task_batch(tiny, task))
             assert loss.dim() == 0 and torch.isfinite(loss) and not loss.requires_grad
-        method.end_task(task)
+        method.end_task(task, *task_batch(tiny, task))
 
 
 @pytest.mark.parametrize("mask_value", [float("-inf"), 0.0, "detach"])

@@ -96,3 +96,48 @@ def test_class_order_permutation_relabels_consistently(tiny):
     permuted = Benchmark(**fields)
     first_task = permuted.task_indices("train", 0)
     assert set(tiny.train_labels[first_task].tolist()) == {3, 7}
+
+
+@pytest.mark.parametrize("model", ["derpp", "xder"])
+def test_a_vision_run_with_augmentation_is_deterministic_for_a_seed(tiny_vision, model):
+    settings = dict(model=model, dataset="seq-cifar10", buffer_size=10, n_epochs=1,
+                    batch_size=8, minibatch_size=8)
+    if model == "xder":
+        settings["simclr_batch_size"] = 4
+    first, second = run(tiny_vision, **settings), run(tiny_vision, **settings)
+    assert first.accuracy_matrix == second.accuracy_matrix
+    other_seed = run(tiny_vision, **settings, seed=1)
+    assert other_seed.accuracy_matrix != first.accuracy_matrix
+
+
+def test_bf16_autocast_and_channels_last_train_and_store_float32_logits(tiny_vision):
+    config, _ = resolve(RunConfig(model="derpp", dataset="seq-cifar10", buffer_size=10,
+                                  n_epochs=1, batch_size=8, minibatch_size=8,
+                                  precision="bf16", channels_last=True))
+    result = train(config, tiny_vision, progress=False)
+    assert all(0 <= v <= 100 for row in result.accuracy_matrix["class_il"] for v in row)
+    assert result.config.to_dict()["precision"] == "bf16"
+
+
+def test_the_learning_rate_drops_tenfold_at_each_milestone_within_a_task():
+    from replaymask.training import learning_rate
+
+    config, _ = resolve(RunConfig(model="er", dataset="seq-cifar100", buffer_size=500))
+    assert config.lr_milestones == (35, 45)
+    rates = [learning_rate(config, epoch) for epoch in (0, 34, 35, 44, 45, 49)]
+    assert rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    plain, _ = resolve(RunConfig(model="er", dataset="seq-cifar10"))
+    assert plain.lr_milestones == () and learning_rate(plain, 49) == plain.lr
+
+
+def test_the_scheduled_rate_is_what_the_optimizer_uses(tiny, monkeypatch):
+    seen = []
+    from replaymask.methods.base import PlainSGD
+
+    original = PlainSGD.step
+    def spy(self):
+        seen.append(self.lr)
+        return original(self)
+    monkeypatch.setattr(PlainSGD, "step", spy)
+    run(tiny, model="sgd", n_epochs=3, lr=0.5, lr_milestones=(1, 2), batch_size=300)
+    assert sorted(set(seen), reverse=True) == pytest.approx([0.5, 0.05, 0.005])

@@ -3,28 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
 
-from .backbones import MLP
+from .augment import EvalTransform, TrainTransform
+from .backbones import MLP, ResNet18
 from .datasets import load_image_data
 from .gms import class_to_task_layout
 
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
+    """The DER paper's protocol for one benchmark (see docs/protocol in the README)."""
+
     dataset: str
     n_tasks: int
     classes_per_task: int
     n_epochs: int
     batch_size: int
+    backbone: str = "mlp"  # "mlp" | "resnet18"
+    mean: tuple[float, ...] | None = None  # per-channel normalisation; None: pixels in [0, 1]
+    std: tuple[float, ...] | None = None
+    crop_padding: int | None = None  # training augmentation: random crop + flip; None: none
+    lr_milestones: tuple[int, ...] = ()  # epochs (within each task) where the lr drops x0.1
 
 
 BENCHMARKS = {
     "seq-mnist": BenchmarkSpec("mnist", n_tasks=5, classes_per_task=2, n_epochs=1, batch_size=10),
     "seq-fmnist": BenchmarkSpec("fashion-mnist", n_tasks=5, classes_per_task=2, n_epochs=1,
                                 batch_size=10),
+    "seq-cifar10": BenchmarkSpec(
+        "cifar10", n_tasks=5, classes_per_task=2, n_epochs=50, batch_size=32,
+        backbone="resnet18", mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2615),
+        crop_padding=4),
+    "seq-cifar100": BenchmarkSpec(
+        "cifar100", n_tasks=10, classes_per_task=10, n_epochs=50, batch_size=32,
+        backbone="resnet18", mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761),
+        crop_padding=4, lr_milestones=(35, 45)),
+    "seq-tinyimg": BenchmarkSpec(
+        "tinyimagenet", n_tasks=10, classes_per_task=20, n_epochs=100, batch_size=32,
+        backbone="resnet18", mean=(0.4802, 0.4480, 0.3975), std=(0.2770, 0.2691, 0.2821),
+        crop_padding=4),
 }
 
 
@@ -46,6 +67,10 @@ class Benchmark:
     test_labels: torch.Tensor
     class_order: tuple[int, ...]
     source: str
+    backbone: str = "mlp"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    crop_padding: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -62,12 +87,25 @@ class Benchmark:
         return ((labels >= first) & (labels < first + self.classes_per_task)).nonzero().squeeze(1)
 
     def prepare(self, raw_images: torch.Tensor) -> torch.Tensor:
-        """Raw uint8 images -> network input (pixels in [0, 1]; no augmentation here)."""
-        return torch.div(raw_images, 255.0)  # uint8 / float -> float32, one op
+        """Raw uint8 images -> network input, as at test time (normalised, not augmented)."""
+        return self._test_transform(raw_images)
+
+    @cached_property
+    def _test_transform(self) -> EvalTransform:
+        return EvalTransform(self.mean, self.std)
+
+    def train_transform(self, generator: torch.Generator | None = None,
+                        channels_last: bool = False) -> EvalTransform:
+        """The training transform, batched on the images' device: random crop + flip +
+        normalise where the protocol augments, else the test transform."""
+        if self.crop_padding is None:
+            return EvalTransform(self.mean, self.std, channels_last)
+        return TrainTransform(self.mean, self.std, self.crop_padding, generator, channels_last)
 
     def make_backbone(self) -> nn.Module:
-        height, width = self.train_images.shape[1:]
-        return MLP(input_size=height * width, num_classes=self.num_classes)
+        if self.backbone == "resnet18":
+            return ResNet18(num_classes=self.num_classes, in_channels=self.train_images.shape[1])
+        return MLP(input_size=self.train_images[0].numel(), num_classes=self.num_classes)
 
     def to(self, device: torch.device | str) -> Benchmark:
         fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -85,8 +123,10 @@ def load_benchmark(
 ) -> Benchmark:
     """Load benchmark ``name``; ``class_order_seed`` draws a seeded class permutation."""
     spec = BENCHMARKS[name]
-    data = load_image_data(spec.dataset, data_root=data_root, download=download,
-                           cache_dir=cache_dir)
+    loader = load_image_data
+    if spec.dataset in ("cifar10", "cifar100", "tinyimagenet"):
+        from .vision_data import load_vision_data as loader
+    data = loader(spec.dataset, data_root=data_root, download=download, cache_dir=cache_dir)
     num_classes = spec.n_tasks * spec.classes_per_task
     if class_order_seed is None:
         class_order = list(range(num_classes))
@@ -105,4 +145,8 @@ def load_benchmark(
         test_labels=relabel[data.test_labels],
         class_order=tuple(class_order),
         source=data.source,
+        backbone=spec.backbone,
+        mean=spec.mean,
+        std=spec.std,
+        crop_padding=spec.crop_padding,
     )

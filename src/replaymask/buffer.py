@@ -10,8 +10,10 @@ import torch
 
 @dataclass
 class ReplayBatch:
-    """Items drawn from the buffer. ``examples`` are stored as given (not augmented)."""
+    """Items drawn from the buffer. ``examples`` are stored as given (not augmented);
+    ``index`` holds their buffer slots."""
 
+    index: torch.Tensor
     examples: torch.Tensor
     labels: torch.Tensor
     task_ids: torch.Tensor
@@ -61,8 +63,8 @@ class ReservoirBuffer:
             return
         if self.examples is None:
             self._allocate(examples, labels, logits)
-        slots = torch.from_numpy(slots).to(self.device)
-        rows = torch.from_numpy(rows).to(examples.device)
+        slots = self._to_device(slots)
+        rows = self._to_device(rows, examples.device)
         self.examples[slots] = examples[rows].to(self.examples.dtype)
         self.labels[slots] = labels[rows]
         self.task_ids[slots] = task_ids[rows]
@@ -75,9 +77,39 @@ class ReservoirBuffer:
                                     device=device)
         self.labels = torch.zeros(capacity, dtype=labels.dtype, device=device)
         self.task_ids = torch.zeros(capacity, dtype=torch.long, device=device)
-        if logits is not None:
-            self.logits = torch.zeros((capacity, *logits.shape[1:]), dtype=logits.dtype,
+        if logits is not None:  # float32 even when computed under bf16 autocast
+            self.logits = torch.zeros((capacity, *logits.shape[1:]), dtype=torch.float32,
                                       device=device)
+
+    def _to_device(self, array: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+        """Host indices to the device without waiting for it: a plain copy from pageable
+        memory would synchronise with every kernel queued on a GPU; from pinned memory
+        (the caching host allocator keeps it alive until the copy ran) it does not."""
+        device = device or self.device
+        tensor = torch.from_numpy(array)
+        if device.type == "cuda":
+            return tensor.pin_memory().to(device, non_blocking=True)
+        return tensor
+
+    @torch.no_grad()
+    def replace(self, examples: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
+                logits: torch.Tensor | None = None) -> None:
+        """Make the buffer hold exactly these items (at most ``capacity``), as if they had
+        been the first items of the stream: for methods that choose the contents themselves
+        (X-DER's class-balanced memory)."""
+        count = len(examples)
+        if count > self.capacity:
+            raise ValueError(f"{count} items do not fit in a buffer of {self.capacity}")
+        self.seen = count
+        if count == 0:
+            return
+        if self.examples is None:
+            self._allocate(examples, labels, logits)
+        self.examples[:count] = examples.to(self.examples.dtype)
+        self.labels[:count] = labels
+        self.task_ids[:count] = task_ids
+        if self.logits is not None and logits is not None:
+            self.logits[:count] = logits.to(self.logits.dtype)
 
     def _reservoir_slots(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Which buffer slots the next ``batch_size`` stream items go to, and which items.
@@ -109,8 +141,9 @@ class ReservoirBuffer:
         if self.is_empty():
             raise RuntimeError("cannot sample from an empty buffer")
         count = min(size, len(self))
-        index = torch.from_numpy(self.rng.permutation(len(self))[:count]).to(self.device)
+        index = self._to_device(self.rng.permutation(len(self))[:count])
         return ReplayBatch(
+            index=index,
             examples=self.examples[index],
             labels=self.labels[index],
             task_ids=self.task_ids[index],

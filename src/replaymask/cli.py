@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS
-from .config import METHODS, ConfigError, RunConfig, parse_mask_value, resolve, run_name
+from .config import (
+    METHODS,
+    XDER_FIELDS,
+    ConfigError,
+    RunConfig,
+    parse_mask_value,
+    resolve,
+    run_name,
+)
 
 DEMO_ARGS = ["--model", "derpp", "--dataset", "seq-mnist", "--buffer-size", "200", "--gms"]
 EXIT_USAGE, EXIT_DIVERGED = 2, 3
@@ -54,13 +62,34 @@ def build_parser() -> argparse.ArgumentParser:
           help="also mask replayed samples to their own task's classes")
     _flag(gms, "--der-logits", choices=["stream", "post-step"], default="stream",
           help="DER logits stored: of the stream forward pass (Mammoth) or after the step")
+    xder = run.add_argument_group("X-DER (default: Mammoth's best args for seq-cifar100)")
+    _flag(xder, "--gamma", type=float, help="cap on transplanted logits (x true-class logit)")
+    _flag(xder, "--lambd", type=float, help="weight of the future heads' SupCon loss")
+    _flag(xder, "--constr-eta", type=float, help="weight of the margin constraints")
+    _flag(xder, "--constr-margin", type=float, help="margin of the constraints")
+    _flag(xder, "--simclr-temp", type=float, help="SupCon temperature")
+    _flag(xder, "--simclr-batch-size", type=int, help="buffer items in the SupCon batch")
+    _flag(xder, "--simclr-num-aug", type=int, help="augmented views per SupCon item")
+    _flag(xder, "--past-constraint", action="store_true", default=None,
+          help="also constrain past vs current heads")
+    speed = run.add_argument_group("speed")
+    _flag(speed, "--precision", choices=["fp32", "bf16"],
+          help="bf16 autocast or fp32 (default: bf16 on CUDA, fp32 on CPU)")
+    _flag(speed, "--channels-last", action=argparse.BooleanOptionalAction, default=None,
+          help="channels-last memory format (default: on for CUDA ResNets)")
+    _flag(speed, "--compile", action="store_true", help="torch.compile the backbone")
+    _flag(speed, "--lr-milestones", type=_milestones, metavar="E1,E2",
+          help="epochs of each task where the lr drops x0.1 (default: the benchmark's; "
+               "seq-cifar100: 35,45; 'none' for a constant lr)")
     data = run.add_argument_group("data and output")
     _flag(data, "--class-order-seed", type=int, help="seeded permutation of the classes")
-    _flag(data, "--data-root", type=Path, help="folder with the IDX files (torchvision layout ok)")
+    _flag(data, "--data-root", type=Path,
+          help="folder with the data: MNIST/FMNIST IDX files (torchvision layout ok), "
+               "cifar-10-batches-py/, cifar-100-python/ or tiny-imagenet-200/")
     _flag(data, "--no-download", action="store_true", help="never try to download data")
     _flag(data, "--device", default="cpu")
     _flag(data, "--threads", type=int,
-          help="CPU threads for torch (default: 1 when every forward batch is under "
+          help="CPU threads for torch (default: 1 for the MLP benchmarks when every batch is under "
                f"{SMALL_BATCH} rows, where thread hand-offs cost more than they save; "
                "else torch's choice); use 1 when running several runs side by side")
     _flag(data, "--out", type=Path, help="output folder (default: runs/<run name>)")
@@ -113,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     if not args.gms and (args.gms_mask_value is not None or args.gms_on_buffer):
         raise ConfigError("--gms-mask-value and --gms-on-buffer need --gms")
+    xder_flags = [name for name in XDER_FIELDS if getattr(args, name) is not None]
+    if xder_flags and args.model != "xder":
+        raise ConfigError(f"--{xder_flags[0].replace('_', '-')} is an X-DER option: "
+                          "it needs --model xder")
     mask_value = parse_mask_value(args.gms_mask_value) if args.gms_mask_value else float("-inf")
     return RunConfig(
         model=args.model, dataset=args.dataset, buffer_size=args.buffer_size, seed=args.seed,
@@ -120,14 +153,30 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         lr=args.lr, alpha=args.alpha, beta=args.beta, gms=args.gms, gms_mask_value=mask_value,
         gms_on_buffer=args.gms_on_buffer, der_logits=args.der_logits,
         class_order_seed=args.class_order_seed, device=args.device,
+        lr_milestones=args.lr_milestones, precision=args.precision,
+        channels_last=args.channels_last, compile=args.compile, gamma=args.gamma,
+        lambd=args.lambd, constr_eta=args.constr_eta, constr_margin=args.constr_margin,
+        simclr_temp=args.simclr_temp, simclr_batch_size=args.simclr_batch_size,
+        simclr_num_aug=args.simclr_num_aug, past_constraint=args.past_constraint,
     )
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated epochs or 'none', got {text!r}") from None
 
 
 def default_threads(config: RunConfig) -> int | None:
     """1 for small CPU batches (e.g. S-MNIST ER: 3.2 s with 1 thread, 3.2-5.1 s with 2 on
     2 cores); None (torch's default) otherwise (DER++ with 128 replayed rows: 2 threads are
     ~20% faster)."""
-    if config.device == "cpu" and max(config.batch_size, config.minibatch_size) < SMALL_BATCH:
+    small = max(config.batch_size, config.minibatch_size) < SMALL_BATCH
+    if config.device == "cpu" and BENCHMARKS[config.dataset].backbone == "mlp" and small:
         return 1
     return None
 

@@ -15,6 +15,7 @@ import os
 import pickle
 import tempfile
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +213,7 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in IDX_NAMES}
-    except (OSError, KeyError, ValueError, zlib.error, EOFError):
+    except (OSError, KeyError, ValueError, zlib.error, EOFError, zipfile.BadZipFile):
         return None
     if any(a.dtype != np.uint8 for a in arrays.values()):
         return None

@@ -73,14 +73,26 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     device = torch.device(config.device)
     benchmark = benchmark.to(device)
     net = benchmark.make_backbone().to(device)
-    method_class = METHOD_CLASSES[config.model]
-    method = method_class(net, benchmark.prepare, benchmark.class_to_task.to(device), config)
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    model = torch.compile(net) if config.compile else net
+    # one generator per stream of random draws, on the device: no host round trips
     data_order = torch.Generator(device=device).manual_seed(config.seed)
+    augmentation = torch.Generator(device=device).manual_seed(config.seed + 2)
+    train_transform = benchmark.train_transform(augmentation, config.channels_last)
+    method = METHOD_CLASSES[config.model](model, train_transform,
+                                          benchmark.class_to_task.to(device), config)
+    precision = torch.autocast(device.type, dtype=torch.bfloat16,
+                               enabled=config.precision == "bf16")
     tasks = range(benchmark.n_tasks)
     probe = StabilityProbe(method, benchmark, config.seed) if analysis else None
     steps_done = 0
 
-    random_class_il, random_task_il = evaluate(net, benchmark, list(tasks), list(tasks))
+    def evaluate_tasks(seen, visible):
+        with precision:
+            return evaluate(model, benchmark, seen, visible)
+
+    random_class_il, random_task_il = evaluate_tasks(list(tasks), list(tasks))
     matrix = {"class_il": [], "task_il": []}
     before = {"class_il": [None], "task_il": [None]}
     task_times = []
@@ -92,7 +104,7 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     for task in tasks:
         task_start = time.perf_counter()
         if task > 0:
-            class_il, task_il = evaluate(net, benchmark, [task], [task])
+            class_il, task_il = evaluate_tasks([task], [task])
             before["class_il"].append(class_il[0])
             before["task_il"].append(task_il[0])
         method.begin_task(task)
@@ -100,14 +112,17 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
             probe.begin_task(task)
         seen_tasks = range(task + 1) if method.trains_on_all_seen_tasks else [task]
         indices = torch.cat([benchmark.task_indices("train", t) for t in seen_tasks])
-        for _epoch in range(config.n_epochs):
+        for epoch in range(config.n_epochs):
+            method.optimizer.lr = learning_rate(config, epoch)
             order = indices[torch.randperm(len(indices), generator=data_order, device=device)]
             images, labels = benchmark.train_images[order], benchmark.train_labels[order]
-            steps_done = _run_epoch(method, images, labels, config.batch_size, bar, task, probe,
-                                    steps_done)
-        method.end_task(task)
+            with precision:
+                steps_done = _run_epoch(method, images, labels, config.batch_size, bar, task,
+                                        probe, steps_done)
+        with precision:
+            method.end_task(task, images, labels)
         seen = list(range(task + 1))
-        class_il, task_il = evaluate(net, benchmark, seen, [task] * len(seen))
+        class_il, task_il = evaluate_tasks(seen, [task] * len(seen))
         matrix["class_il"].append(class_il)
         matrix["task_il"].append(task_il)
         task_times.append(time.perf_counter() - task_start)
@@ -130,6 +145,11 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     )
 
 
+def learning_rate(config: RunConfig, epoch: int) -> float:
+    """The step schedule within a task: x0.1 at each of ``config.lr_milestones`` (epochs)."""
+    return config.lr * 0.1 ** sum(epoch >= milestone for milestone in config.lr_milestones)
+
+
 def _steps(benchmark, config, task, cumulative) -> int:
     seen = range(task + 1) if cumulative else [task]
     samples = sum(len(benchmark.task_indices("train", t)) for t in seen)
@@ -143,7 +163,7 @@ def _run_epoch(method, images, labels, batch_size, bar, task, probe, steps_done)
     pending = step = 0
     for step, first in enumerate(range(0, len(labels), batch_size), start=1):
         loss = method.observe(images[first:first + batch_size], labels[first:first + batch_size])
-        running_loss += loss
+        running_loss += loss.float()
         pending += 1
         if step % CHECK_EVERY == 0 or first + batch_size >= len(labels):
             mean_loss = running_loss.item() / pending

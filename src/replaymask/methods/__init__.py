@@ -7,6 +7,7 @@ from .er import ER
 from .er_ace import ERACE
 from .joint import Joint
 from .sgd import SGD
+from .xder import XDER
 
 METHOD_CLASSES: dict[str, type[ContinualMethod]] = {
     "sgd": SGD,
@@ -15,7 +16,8 @@ METHOD_CLASSES: dict[str, type[ContinualMethod]] = {
     "der": DER,
     "derpp": DERpp,
     "er_ace": ERACE,
+    "xder": XDER,
 }
 
 __all__ = ["METHOD_CLASSES", "ContinualMethod", "PlainSGD", "DER", "DERpp", "ER", "ERACE",
-           "Joint", "SGD"]
+           "Joint", "SGD", "XDER"]

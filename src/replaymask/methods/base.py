@@ -38,7 +38,9 @@ class ContinualMethod:
     """A learner: turns each stream batch (and replay batches) into one update.
 
     Subclasses implement :meth:`observe`; the training loop calls ``begin_task``,
-    ``observe`` for every stream batch, then ``end_task``.
+    ``observe`` for every stream batch, then ``end_task``. ``prepare`` turns raw stored
+    images into network input (the training transform: augmented where the benchmark
+    augments, with fresh draws at each call).
     """
 
     uses_buffer = True
@@ -69,8 +71,8 @@ class ContinualMethod:
         """One training step on a stream batch; returns the loss, detached."""
         raise NotImplementedError
 
-    def end_task(self, task: int) -> None:
-        pass
+    def end_task(self, task: int, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """After the last epoch of ``task``; ``images``/``labels`` are its raw training data."""
 
     def stream_loss(self, logits, labels, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy on stream samples: GMS-masked to their own task when ``--gms``."""
@@ -90,7 +92,8 @@ class ContinualMethod:
 
     def update(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()
-        loss.backward()
+        with torch.autocast(loss.device.type, enabled=False):  # backward outside autocast
+            loss.backward()
         self.optimizer.step()
 
     def remember(self, raw_inputs, labels, logits=None) -> None:
