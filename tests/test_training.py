@@ -141,3 +141,44 @@ def test_the_scheduled_rate_is_what_the_optimizer_uses(tiny, monkeypatch):
     monkeypatch.setattr(PlainSGD, "step", spy)
     run(tiny, model="sgd", n_epochs=3, lr=0.5, lr_milestones=(1, 2), batch_size=300)
     assert sorted(set(seen), reverse=True) == pytest.approx([0.5, 0.05, 0.005])
+
+
+def test_compile_option_compiles_the_backbone_used_for_training_and_evaluation(tiny,
+                                                                              monkeypatch):
+    compiled = []
+
+    def fake_compile(module, **kwargs):  # the real one needs a C++ toolchain and minutes
+        compiled.append(module)
+        return module
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    result = run(tiny, model="er", buffer_size=20, compile=True)
+    assert len(compiled) == 1 and result.config.compile is True
+    assert result.config.to_dict()["compile"] is True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("model", ["er", "der", "derpp", "er_ace", "xder"])
+def test_training_steps_never_wait_for_the_gpu(tiny_vision, model):
+    from replaymask.methods import METHOD_CLASSES
+
+    config, _ = resolve(RunConfig(model=model, dataset="seq-cifar10", buffer_size=20,
+                                  batch_size=8, minibatch_size=8, device="cuda",
+                                  gms=True, simclr_batch_size=4))
+    data = tiny_vision.to("cuda")
+    transform = data.train_transform(torch.Generator(device="cuda").manual_seed(0))
+    method = METHOD_CLASSES[model](data.make_backbone().cuda(), transform,
+                                   data.class_to_task.cuda(), config)
+    index = data.task_indices("train", 1)
+    images, labels = data.train_images[index], data.train_labels[index]
+    method.begin_task(0)
+    method.end_task(0, data.train_images[data.task_indices("train", 0)],
+                    data.train_labels[data.task_indices("train", 0)])
+    method.begin_task(1)
+    method.observe(images[:8], labels[:8])  # warm-up: lazy allocations may sync once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for first in range(0, 16, 8):
+            method.observe(images[first:first + 8], labels[first:first + 8])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
