@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,3 +150,20 @@ class ReservoirBuffer:
             task_ids=self.task_ids[index],
             logits=None if self.logits is None else self.logits[index],
         )
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: contents, reservoir counter, RNG state."""
+        return {"capacity": self.capacity, "seen": self.seen,
+                "rng": json.dumps(self.rng.bit_generator.state),
+                "examples": self.examples, "labels": self.labels, "task_ids": self.task_ids,
+                "logits": self.logits}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"a buffer of {state['capacity']} cannot be loaded into one of "
+                             f"{self.capacity}")
+        self.seen = state["seen"]
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        for name in ("examples", "labels", "task_ids", "logits"):
+            value = state[name]
+            setattr(self, name, None if value is None else value.to(self.device))

@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
                "else torch's choice); use 1 when running several runs side by side")
     _flag(data, "--out", type=Path, help="output folder (default: runs/<run name>)")
     _flag(data, "--no-progress", action="store_true", help="hide the progress bar")
+    saving = run.add_argument_group("checkpoints")
+    _flag(saving, "--checkpoint-dir", type=Path, metavar="DIR",
+          help="save a checkpoint at the end of every task (and see --checkpoint-every)")
+    _flag(saving, "--checkpoint-every", type=int, default=0, metavar="N",
+          help="also every N training steps (default 0: task ends only)")
+    _flag(saving, "--resume", action="store_true",
+          help="continue from the newest sound checkpoint in --checkpoint-dir (refused if "
+               "it was written for other settings; starts afresh if there is none)")
     _flag(run, "--analysis", action="store_true",
           help="record gradient norms into old/current/future logits, old-class softmax mass "
                "and old-logit drift every 100 steps (result.json 'analysis')")
@@ -212,9 +220,10 @@ def _main(args: argparse.Namespace) -> int:
     from .benchmarks import load_benchmark
     from .datasets import DataError
     from .results import format_summary, write_result
-    from .training import DivergenceError, train
+    from .training import CheckpointMismatchError, DivergenceError, train
 
     config, source = resolve(config_from_args(args))
+    checkpointing = _checkpointing(args)
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
     threads = args.threads or default_threads(config)
@@ -236,7 +245,10 @@ def _main(args: argparse.Namespace) -> int:
           f"beta {config.beta}; data: {benchmark.source}", file=sys.stderr)
     try:
         result = train(config, benchmark, hyperparameter_source=source,
-                       progress=not args.no_progress, analysis=args.analysis)
+                       progress=not args.no_progress, analysis=args.analysis,
+                       checkpointing=checkpointing)
+    except CheckpointMismatchError as error:
+        raise ConfigError(str(error)) from None
     except DivergenceError as error:
         print(f"replaymask: error: {error}; nothing written", file=sys.stderr)
         return EXIT_DIVERGED
@@ -244,6 +256,30 @@ def _main(args: argparse.Namespace) -> int:
     print(format_summary(result))
     print(f"wrote {path} and {path.with_name('accuracy_matrix.csv')}")
     return 0
+
+
+def _checkpointing(args: argparse.Namespace):
+    if args.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be an integer >= 0, got "
+                          f"{args.checkpoint_every}")
+    if args.checkpoint_dir is None:
+        if args.resume or args.checkpoint_every:
+            raise ConfigError("--resume and --checkpoint-every need --checkpoint-dir")
+        return None
+    if args.analysis:
+        raise ConfigError("--analysis cannot be combined with --checkpoint-dir")
+    directory = args.checkpoint_dir
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--checkpoint-dir {str(directory)!r} exists and is not a directory")
+    from .checkpoint import checkpoint_files
+    from .training import Checkpointing
+
+    if not args.resume and directory.is_dir() and checkpoint_files(directory):
+        raise ConfigError(f"--checkpoint-dir {str(directory)!r} already holds checkpoints: "
+                          "pass --resume to continue from them, or choose another folder")
+    return Checkpointing(directory, args.checkpoint_every, args.resume,
+                         warn=lambda message: print(f"replaymask: warning: {message}",
+                                                    file=sys.stderr))
 
 
 def _open_store(path: Path, create: bool):

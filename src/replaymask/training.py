@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +16,7 @@ from tqdm import tqdm
 from . import __version__
 from .analysis import StabilityProbe
 from .benchmarks import Benchmark
+from .checkpoint import load_newest_checkpoint, save_checkpoint
 from .config import RunConfig
 from .evaluation import evaluate
 from .methods import METHOD_CLASSES
@@ -61,12 +65,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often to checkpoint: at the end of every task, and every
+    ``every_steps`` training steps if > 0. ``resume`` continues from the newest sound
+    checkpoint in ``directory`` (if there is one)."""
+
+    directory: Path
+    every_steps: int = 0
+    resume: bool = False
+    warn: Callable[[str], None] = print
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint to resume from was written for a different configuration."""
+
+
 def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = "",
-          progress: bool = True, analysis: bool = False) -> RunResult:
+          progress: bool = True, analysis: bool = False,
+          checkpointing: Checkpointing | None = None) -> RunResult:
     """Run ``config`` (already resolved) on ``benchmark`` and return its results.
 
     ``analysis`` adds the stability instrumentation of :mod:`replaymask.analysis`
-    (measured on probe batches; the training itself is unchanged).
+    (measured on probe batches; the training itself is unchanged). ``checkpointing``
+    saves everything needed to continue exactly: a resumed run ends with the same
+    accuracy matrices as an uninterrupted one.
     """
     start = time.perf_counter()
     seed_everything(config.seed)
@@ -86,50 +109,94 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
                                enabled=config.precision == "bf16")
     tasks = range(benchmark.n_tasks)
     probe = StabilityProbe(method, benchmark, config.seed) if analysis else None
-    steps_done = 0
 
     def evaluate_tasks(seen, visible):
         with precision:
             return evaluate(model, benchmark, seen, visible)
 
-    random_class_il, random_task_il = evaluate_tasks(list(tasks), list(tasks))
-    matrix = {"class_il": [], "task_il": []}
-    before = {"class_il": [None], "task_il": [None]}
-    task_times = []
+    saved = _load_checkpoint(checkpointing, config, device)
+    if saved is not None:
+        run_state = json.loads(saved["run_state"])
+    else:
+        random_class_il, random_task_il = evaluate_tasks(list(tasks), list(tasks))
+        run_state = {
+            "position": {"task": 0, "epoch": 0, "batch": 0}, "steps_done": 0,
+            "elapsed_s": 0.0, "task_times": [],
+            "random_init": {"class_il": random_class_il, "task_il": random_task_il},
+            "matrix": {"class_il": [], "task_il": []},
+            "before": {"class_il": [None], "task_il": [None]},
+        }
+    position, elapsed_before = run_state["position"], run_state["elapsed_s"]
+    matrix, before = run_state["matrix"], run_state["before"]
+    sequence = saved["sequence"] if saved is not None else 0
+    epoch_start_order = data_order.get_state()
+
+    def save(task, epoch, batch):
+        nonlocal sequence
+        sequence += 1
+        run_state["position"] = {"task": task, "epoch": epoch, "batch": batch}
+        run_state["elapsed_s"] = elapsed_before + time.perf_counter() - start
+        # the data order is re-drawn on resume from the state its epoch started with
+        order_state = epoch_start_order if batch > 0 else data_order.get_state()
+        save_checkpoint(checkpointing.directory, sequence, _snapshot(
+            config, net, method, run_state, order_state, augmentation, sequence))
+
     steps_per_task = [
         _steps(benchmark, config, task, method.trains_on_all_seen_tasks) for task in tasks
     ]
-    bar = tqdm(total=sum(steps_per_task), disable=not progress, unit="step", mininterval=0.5,
+    bar = tqdm(total=sum(steps_per_task), initial=run_state["steps_done"],
+               disable=not progress, unit="step", mininterval=0.5,
                desc=f"{config.model}{' +GMS' if config.gms else ''} {config.dataset}")
-    for task in tasks:
+    for task in range(position["task"], benchmark.n_tasks):
         task_start = time.perf_counter()
-        if task > 0:
+        resuming = saved is not None and task == position["task"]
+        mid_task = resuming and (position["epoch"], position["batch"]) != (0, 0)
+        if resuming:
+            _restore(saved, net, method, augmentation)
+        if task > 0 and not mid_task:
             class_il, task_il = evaluate_tasks([task], [task])
-            before["class_il"].append(class_il[0])
-            before["task_il"].append(task_il[0])
+            before["class_il"][task:] = [class_il[0]]
+            before["task_il"][task:] = [task_il[0]]
         method.begin_task(task)
+        if mid_task:  # again: Joint has just re-initialised the network
+            _restore(saved, net, method, augmentation)
         if probe is not None:
             probe.begin_task(task)
         seen_tasks = range(task + 1) if method.trains_on_all_seen_tasks else [task]
         indices = torch.cat([benchmark.task_indices("train", t) for t in seen_tasks])
-        for epoch in range(config.n_epochs):
+        first_epoch = position["epoch"] if resuming else 0
+        for epoch in range(first_epoch, config.n_epochs):
             method.optimizer.lr = learning_rate(config, epoch)
+            first_batch = 0
+            if resuming and epoch == first_epoch:
+                data_order.set_state(saved["data_order"].to(data_order.get_state().device))
+                first_batch = position["batch"]
+            epoch_start_order = data_order.get_state()
             order = indices[torch.randperm(len(indices), generator=data_order, device=device)]
             images, labels = benchmark.train_images[order], benchmark.train_labels[order]
+
+            def after_step(batch, task=task, epoch=epoch):
+                run_state["steps_done"] += 1
+                every = checkpointing.every_steps if checkpointing else 0
+                if every and run_state["steps_done"] % every == 0:
+                    save(task, epoch, batch)
+
             with precision:
-                steps_done = _run_epoch(method, images, labels, config.batch_size, bar, task,
-                                        probe, steps_done)
+                _run_epoch(method, images, labels, config.batch_size, bar, task, probe,
+                           first_batch, after_step, run_state)
         with precision:
             method.end_task(task, images, labels)
         seen = list(range(task + 1))
         class_il, task_il = evaluate_tasks(seen, [task] * len(seen))
-        matrix["class_il"].append(class_il)
-        matrix["task_il"].append(task_il)
-        task_times.append(time.perf_counter() - task_start)
+        matrix["class_il"][task:] = [class_il]
+        matrix["task_il"][task:] = [task_il]
+        run_state["task_times"][task:] = [time.perf_counter() - task_start]
+        if checkpointing is not None:
+            save(task + 1, 0, 0)
         bar.set_postfix_str(f"task {task + 1} class-il {sum(class_il) / len(class_il):.1f}%")
     bar.close()
 
-    random_init = {"class_il": random_class_il, "task_il": random_task_il}
+    random_init = run_state["random_init"]
     return RunResult(
         config=config,
         hyperparameter_source=hyperparameter_source,
@@ -139,10 +206,66 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
         random_init_accuracy=random_init,
         before_task_accuracy=before,
         metrics={key: summarize(matrix[key], before[key], random_init[key]) for key in matrix},
-        wall_time_s=time.perf_counter() - start,
-        task_times_s=task_times,
+        wall_time_s=elapsed_before + time.perf_counter() - start,
+        task_times_s=run_state["task_times"],
         analysis=probe.records if probe is not None else None,
     )
+
+
+def _snapshot(config, net, method, run_state, epoch_start_order, augmentation,
+              sequence) -> dict:
+    """Plain data (tensors, numbers, strings) only: loadable with weights_only=True."""
+    return {
+        "sequence": sequence,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "run_state": json.dumps(run_state),
+        "net": net.state_dict(),
+        "method": method.state_dict(),
+        "data_order": epoch_start_order,  # the epoch is re-drawn from it, then skipped to
+        "augmentation": augmentation.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python_rng": json.dumps(random.getstate()),
+        "numpy_rng": json.dumps(np.random.get_state(legacy=False), default=_json_array),
+    }
+
+
+def _json_array(value):
+    return value.tolist()
+
+
+def _restore(saved, net, method, augmentation) -> None:
+    net.load_state_dict(saved["net"])
+    method.load_state_dict(saved["method"])
+    augmentation.set_state(saved["augmentation"].to(augmentation.get_state().device))
+    torch.set_rng_state(saved["torch_rng"])
+    if saved["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    version, internal, gauss = json.loads(saved["python_rng"])
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = json.loads(saved["numpy_rng"])
+    numpy_state["state"]["key"] = np.array(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state)
+
+
+def _load_checkpoint(checkpointing, config, device) -> dict | None:
+    if checkpointing is None or not checkpointing.resume:
+        return None
+    found = load_newest_checkpoint(checkpointing.directory, checkpointing.warn)
+    if found is None:
+        return None
+    saved, _ = found
+    written_for = json.loads(saved["config"])
+    current = config.to_dict()
+    differences = [key for key in sorted(set(written_for) | set(current))
+                   if written_for.get(key) != current.get(key) and key != "device"]
+    if differences:
+        shown = ", ".join(f"{key} ({written_for.get(key)!r} there, {current.get(key)!r} here)"
+                          for key in differences[:3])
+        raise CheckpointMismatchError(
+            f"the checkpoint in {checkpointing.directory} was written for a different run: "
+            f"{shown}; use another --checkpoint-dir or the same settings")
+    return saved
 
 
 def learning_rate(config: RunConfig, epoch: int) -> float:
@@ -156,12 +279,15 @@ def _steps(benchmark, config, task, cumulative) -> int:
     return config.n_epochs * -(-samples // config.batch_size)
 
 
-def _run_epoch(method, images, labels, batch_size, bar, task, probe, steps_done) -> int:
-    """One pass over the stream; returns the run's step count so far."""
+def _run_epoch(method, images, labels, batch_size, bar, task, probe, first_batch,
+               after_step, run_state) -> None:
+    """One pass over the stream from batch ``first_batch`` on (a resumed epoch skips the
+    batches it had done); ``after_step(next_batch)`` follows every step."""
     # Losses stay on the device and are read back every CHECK_EVERY steps only.
     running_loss = torch.zeros((), device=labels.device)
-    pending = step = 0
-    for step, first in enumerate(range(0, len(labels), batch_size), start=1):
+    pending = 0
+    starts = range(first_batch * batch_size, len(labels), batch_size)
+    for step, first in enumerate(starts, start=first_batch + 1):
         loss = method.observe(images[first:first + batch_size], labels[first:first + batch_size])
         running_loss += loss.float()
         pending += 1
@@ -175,5 +301,5 @@ def _run_epoch(method, images, labels, batch_size, bar, task, probe, steps_done)
             running_loss.zero_()
             pending = 0
             if probe is not None:
-                probe.record(steps_done + step)
-    return steps_done + step
+                probe.record(run_state["steps_done"] + 1)
+        after_step(step)

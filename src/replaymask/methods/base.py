@@ -74,6 +74,14 @@ class ContinualMethod:
     def end_task(self, task: int, images: torch.Tensor, labels: torch.Tensor) -> None:
         """After the last epoch of ``task``; ``images``/``labels`` are its raw training data."""
 
+    def state_dict(self) -> dict:
+        """What a checkpoint needs besides the network: the buffer and any method state."""
+        return {"task": self.task, "buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.task = state["task"]
+        self.buffer.load_state_dict(state["buffer"])
+
     def stream_loss(self, logits, labels, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy on stream samples: GMS-masked to their own task when ``--gms``."""
         return self._cross_entropy(logits, labels, self.config.gms, reduction)

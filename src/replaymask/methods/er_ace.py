@@ -20,6 +20,13 @@ class ERACE(ContinualMethod):
         self.class_index = torch.arange(num_classes, device=self.buffer.device)
         self.highest_seen = torch.zeros((), dtype=torch.long, device=self.buffer.device)
 
+    def state_dict(self):
+        return {**super().state_dict(), "highest_seen": self.highest_seen}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.highest_seen = state["highest_seen"].to(self.buffer.device)
+
     def observe(self, raw_inputs, labels):
         logits = self.net(self.prepare(raw_inputs))
         self.highest_seen = torch.maximum(self.highest_seen, labels.max())

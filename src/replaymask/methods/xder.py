@@ -60,6 +60,13 @@ class XDER(ContinualMethod):
                                       channels_last=getattr(self.prepare, "channels_last", False))
         self.update_counter = torch.zeros(self.buffer.capacity, device=self.buffer.device)
 
+    def state_dict(self):
+        return {**super().state_dict(), "update_counter": self.update_counter}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.update_counter = state["update_counter"].to(self.buffer.device)
+
     def stream_loss(self, logits, labels, reduction="mean"):
         if self.config.gms:
             return super().stream_loss(logits, labels, reduction)

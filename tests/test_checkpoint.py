@@ -1,0 +1,187 @@
+"""Checkpoints: a run interrupted anywhere and resumed ends exactly like one never stopped."""
+
+import hashlib
+import io
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from replaymask import checkpoint
+from replaymask.checkpoint import (
+    MAGIC,
+    CheckpointError,
+    checkpoint_files,
+    read_checkpoint,
+    save_checkpoint,
+)
+from replaymask.config import RunConfig, resolve
+from replaymask.methods import METHOD_CLASSES
+from replaymask.training import Checkpointing, CheckpointMismatchError, train
+
+
+class Crash(Exception):
+    pass
+
+
+def configured(model, **settings):
+    defaults = dict(model=model, buffer_size=20, n_epochs=2)
+    if model == "xder":
+        defaults.update(dataset="seq-cifar10", batch_size=8, minibatch_size=8,
+                        simclr_batch_size=4, n_epochs=1)
+    return resolve(RunConfig(**{**defaults, **settings}))[0]
+
+
+def crash_after(monkeypatch, model, steps):
+    """Make the ``steps``-th training step of ``model`` raise, as a kill would."""
+    method_class = METHOD_CLASSES[model]
+    original = method_class.observe
+    calls = {"n": 0}
+
+    def observe(self, *args):
+        calls["n"] += 1
+        if calls["n"] == steps:
+            raise Crash
+        return original(self, *args)
+    monkeypatch.setattr(method_class, "observe", observe)
+    return lambda: monkeypatch.setattr(method_class, "observe", original)
+
+
+def same_outcome(first, second):
+    assert first.accuracy_matrix == second.accuracy_matrix
+    assert first.metrics == second.metrics
+    assert first.before_task_accuracy == second.before_task_accuracy
+    assert first.random_init_accuracy == second.random_init_accuracy
+
+
+@pytest.mark.parametrize("model,crash_steps", [
+    ("derpp", [7, 20, 12]),  # mid-task (12 steps per task), again later, near the end
+    ("er_ace", [12]),        # exactly at a task boundary
+    ("joint", [40]),         # re-initialises the network at each task
+    ("sgd", [3, 4, 5]),      # before the first checkpoint, then repeatedly
+])
+def test_a_run_resumed_after_crashes_equals_the_uninterrupted_run(tiny, tmp_path, monkeypatch,
+                                                                  model, crash_steps):
+    config = configured(model, batch_size=10)
+    clean = train(config, tiny, progress=False)
+    saving = Checkpointing(tmp_path / "ck", every_steps=5, resume=True, warn=pytest.fail)
+    for steps in crash_steps:
+        restore = crash_after(monkeypatch, model, steps)
+        with pytest.raises(Crash):
+            train(config, tiny, progress=False, checkpointing=saving)
+        restore()
+    same_outcome(train(config, tiny, progress=False, checkpointing=saving), clean)
+
+
+def test_xder_resumes_exactly_with_augmentation_and_its_own_state(tiny_vision, tmp_path,
+                                                                  monkeypatch):
+    config = configured("xder")
+    clean = train(config, tiny_vision, progress=False)
+    saving = Checkpointing(tmp_path / "ck", every_steps=1, resume=True, warn=pytest.fail)
+    restore = crash_after(monkeypatch, "xder", 4)  # task 1, second step: buffer in use
+    with pytest.raises(Crash):
+        train(config, tiny_vision, progress=False, checkpointing=saving)
+    restore()
+    same_outcome(train(config, tiny_vision, progress=False, checkpointing=saving), clean)
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(tiny, tmp_path, monkeypatch):
+    config = configured("er", batch_size=10)
+    clean = train(config, tiny, progress=False)
+    warnings = []
+    saving = Checkpointing(tmp_path / "ck", every_steps=4, resume=True, warn=warnings.append)
+    restore = crash_after(monkeypatch, "er", 30)
+    with pytest.raises(Crash):
+        train(config, tiny, progress=False, checkpointing=saving)
+    restore()
+    newest = checkpoint_files(tmp_path / "ck")[0]
+    newest.write_bytes(newest.read_bytes()[:-100])  # truncated, as by a full disk
+    same_outcome(train(config, tiny, progress=False, checkpointing=saving), clean)
+    assert len(warnings) == 1 and "checksum mismatch" in warnings[0] and newest.name in warnings[0]
+
+
+def test_resuming_with_other_settings_is_refused(tiny, tmp_path):
+    saving = Checkpointing(tmp_path / "ck", resume=True)
+    train(configured("er", batch_size=10), tiny, progress=False, checkpointing=saving)
+    with pytest.raises(CheckpointMismatchError, match="lr"):
+        train(configured("er", batch_size=10, lr=0.5), tiny, progress=False,
+              checkpointing=saving)
+
+
+def test_only_the_two_newest_checkpoints_are_kept(tmp_path):
+    for sequence in range(1, 6):
+        save_checkpoint(tmp_path, sequence, {"x": torch.tensor([sequence])})
+    assert [p.name for p in checkpoint_files(tmp_path)] == ["checkpoint-00000005.pt",
+                                                            "checkpoint-00000004.pt"]
+    assert not list(tmp_path.glob(".checkpoint-*"))  # no temporary files left
+    assert read_checkpoint(checkpoint_files(tmp_path)[0])["x"].item() == 5
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_checkpoint_with_code_in_it_is_refused_and_never_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    payload = io.BytesIO()
+    torch.save({"format_version": 1, "evil": Exploit()}, payload)
+    data = payload.getvalue()
+    path = tmp_path / "checkpoint-00000001.pt"
+    path.write_bytes(MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+    with pytest.raises(CheckpointError, match="unreadable payload"):
+        read_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+    raw = pickle.dumps(Exploit())
+    path.write_bytes(raw)
+    with pytest.raises(CheckpointError, match="bad header"):
+        read_checkpoint(path)
+
+
+def test_a_checkpoint_of_another_format_version_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", 99)
+    save_checkpoint(tmp_path, 1, {})
+    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", 1)
+    with pytest.raises(CheckpointError, match="format version 99"):
+        read_checkpoint(checkpoint_files(tmp_path)[0])
+
+
+def run_command(root, out, checkpoints):
+    return [sys.executable, "-m", "replaymask", "run", "--model", "derpp", "--buffer-size",
+            "20", "--n-epochs", "20", "--data-root", str(root), "--no-download",
+            "--no-progress", "--threads", "1", "--out", str(out), "--checkpoint-dir",
+            str(checkpoints), "--checkpoint-every", "3", "--resume"]
+
+
+def test_kill_9_at_random_moments_then_resume_gives_the_same_result_json(mnist_like_root,
+                                                                         tmp_path):
+    import json
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    clean = tmp_path / "clean"
+    began = time.perf_counter()
+    subprocess.run(run_command(mnist_like_root, clean, tmp_path / "ck-clean"), check=True,
+                   env=env, capture_output=True)
+    duration = time.perf_counter() - began
+    out, checkpoints = tmp_path / "out", tmp_path / "ck"
+    kills = 0
+    for fraction in (0.5, 0.7, 0.9):  # start-up is part of every try: later and later points
+        process = subprocess.Popen(run_command(mnist_like_root, out, checkpoints), env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(fraction * duration)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    subprocess.run(run_command(mnist_like_root, out, checkpoints), check=True, env=env,
+                   capture_output=True)
+    assert kills >= 1
+    expected = json.loads((clean / "result.json").read_text())
+    resumed = json.loads((out / "result.json").read_text())
+    for key in ("accuracy_matrix", "metrics", "before_task_accuracy", "random_init_accuracy"):
+        assert resumed[key] == expected[key]
