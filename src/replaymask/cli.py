@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from .config import (
 DEMO_ARGS = ["--model", "derpp", "--dataset", "seq-mnist", "--buffer-size", "200", "--gms"]
 EXIT_USAGE, EXIT_DIVERGED = 2, 3
 DEFAULT_DB = "replaymask.db"
+MAX_THREADS = 1024
 SMALL_BATCH = 64  # rows per forward pass under which one CPU thread is fastest (measured)
 
 
@@ -154,7 +156,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if xder_flags and args.model != "xder":
         raise ConfigError(f"--{xder_flags[0].replace('_', '-')} is an X-DER option: "
                           "it needs --model xder")
-    mask_value = parse_mask_value(args.gms_mask_value) if args.gms_mask_value else float("-inf")
+    mask_value = (parse_mask_value(args.gms_mask_value) if args.gms_mask_value is not None
+                  else float("-inf"))
     return RunConfig(
         model=args.model, dataset=args.dataset, buffer_size=args.buffer_size, seed=args.seed,
         n_epochs=args.n_epochs, batch_size=args.batch_size, minibatch_size=args.minibatch_size,
@@ -197,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run", *DEMO_ARGS]
     try:
         args = build_parser().parse_args(argv)
+        # Python < 3.12's argparse reads `--flag=--` as an empty list
+        listed = [name for name, value in vars(args).items() if isinstance(value, list)]
+        if listed:
+            raise ConfigError(f"argument --{listed[0].replace('_', '-')}: expected one argument")
         handlers = {"run": _main, "sweep": _sweep, "runs": _runs, "report": _report,
                     "analyze": _analyze}
         if args.command is None:
@@ -224,8 +231,9 @@ def _main(args: argparse.Namespace) -> int:
 
     config, source = resolve(config_from_args(args))
     checkpointing = _checkpointing(args)
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise ConfigError(f"--threads must be an integer >= 1 and <= {MAX_THREADS}, "
+                          f"got {args.threads}")
     threads = args.threads or default_threads(config)
     if threads:
         torch.set_num_threads(threads)
@@ -234,6 +242,10 @@ def _main(args: argparse.Namespace) -> int:
     out_dir = args.out or Path("runs") / run_name(config)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {str(out_dir)!r} exists and is not a directory")
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {str(out_dir)!r} cannot be created: {str(existing)!r} "
+                          "is not a writable directory")
     try:
         benchmark = load_benchmark(config.dataset, data_root=args.data_root,
                                    class_order_seed=config.class_order_seed,
@@ -302,7 +314,7 @@ def _sweep(args: argparse.Namespace) -> int:
         configs = load_sweep(args.sweep_file)
     except SweepError as error:
         raise ConfigError(str(error)) from None
-    if args.ray_cpus_per_run <= 0:
+    if not (math.isfinite(args.ray_cpus_per_run) and args.ray_cpus_per_run > 0):
         raise ConfigError(f"--ray-cpus-per-run must be > 0, got {args.ray_cpus_per_run}")
     if args.ray_address is not None:  # before the database is touched
         try:

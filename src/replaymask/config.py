@@ -4,6 +4,7 @@ validated once, at the edge."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, replace
 
 from .benchmarks import BENCHMARKS
@@ -14,10 +15,46 @@ LOGIT_REPLAY_METHODS = ("der", "derpp")
 PRECISIONS = ("fp32", "bf16")
 XDER_FIELDS = ("gamma", "lambd", "constr_eta", "constr_margin", "simclr_temp",
                "simclr_batch_size", "simclr_num_aug", "past_constraint")
+# Largest accepted seed + 1: numpy's global seed (``np.random.seed``) takes 32 bits.
+SEED_LIMIT = 2**32
+# Largest accepted count (buffer size, epochs, batch sizes, SupCon items and views): more
+# than any benchmark's training set (TinyImageNet: 100,000 images), small enough that a
+# typo such as an extra run of zeros fails here rather than as an allocation failure or an
+# integer overflow deep inside torch, after the data were loaded.
+MAX_COUNT = 10**6
+FLOAT_FIELDS = ("lr", "alpha", "beta", "gamma", "lambd", "constr_eta", "constr_margin",
+                "simclr_temp")
+CUDA_DEVICE = re.compile(r"cuda(:(0|[1-9][0-9]{0,2}))?")  # torch's device index is 8 bits
+MAX_CUDA_INDEX = 127
 
 
 class ConfigError(ValueError):
-    """A user-supplied setting is invalid; the message names it."""
+    """A user-supplied setting is invalid; the message names it.
+
+    The message is always one line: line breaks in it (from a value the user typed, a
+    file name, an argparse message quoting the command line) are written as escapes.
+    """
+
+    def __init__(self, message: str = ""):
+        super().__init__(one_line(str(message)))
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that ``str.splitlines`` breaks at escaped (``\\n``)."""
+    return "".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in text)
+
+
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def describe(value, limit: int = 60) -> str:
+    """A short, printable, one-line ``repr`` of a user-supplied value for an error message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python will print
+        text = f"<an integer of {value.bit_length()} bits>"
+    text = one_line(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -179,6 +216,12 @@ def resolve(config: RunConfig) -> tuple[RunConfig, str]:
                        else cuda and spec.backbone == "resnet18"),
         **{name: pick(name) if xder else None for name in XDER_FIELDS},
     )
+    # Numbers are stored as floats (an integer 1 and -0.0 as 1.0 and 0.0): configurations
+    # that are equal have equal dictionaries, hence equal hashes in the results database.
+    numbers = {name: getattr(resolved, name) for name in (*FLOAT_FIELDS, "gms_mask_value")}
+    resolved = replace(resolved, **{name: _as_float(value) + 0.0  # -0.0 becomes 0.0
+                                    for name, value in numbers.items()
+                                    if _as_float(value) is not None})
     overridden = [k for k in ("lr", "minibatch_size", "alpha", "beta", "n_epochs", "batch_size",
                               "lr_milestones", *XDER_FIELDS)
                   if getattr(config, k) is not None]
@@ -188,63 +231,76 @@ def resolve(config: RunConfig) -> tuple[RunConfig, str]:
 
 
 def validate(config: RunConfig) -> None:
-    if config.model not in METHODS:
-        raise ConfigError(f"unknown model {config.model!r} (choose from {', '.join(METHODS)})")
-    if config.dataset not in BENCHMARKS:
-        raise ConfigError(f"unknown dataset {config.dataset!r} "
-                          f"(choose from {', '.join(BENCHMARKS)})")
-    _require(_is_int(config.buffer_size) and config.buffer_size >= 0,
-             f"--buffer-size must be an integer >= 0, got {config.buffer_size}")
-    _require(_is_int(config.seed) and config.seed >= 0,
-             f"--seed must be an integer >= 0, got {config.seed}")
+    """Raise ConfigError naming the first invalid setting. Values of any type are checked
+    (a sweep file can hold any YAML value), so no other exception escapes."""
+    _require(_is_str(config.model) and config.model in METHODS,
+             f"unknown model {describe(config.model)} (choose from {', '.join(METHODS)})")
+    _require(_is_str(config.dataset) and config.dataset in BENCHMARKS,
+             f"unknown dataset {describe(config.dataset)} (choose from {', '.join(BENCHMARKS)})")
+    _require(_is_int(config.buffer_size) and 0 <= config.buffer_size <= MAX_COUNT,
+             f"--buffer-size must be an integer >= 0 and <= {MAX_COUNT}, "
+             f"got {describe(config.buffer_size)}")
+    for name in ("seed", "class_order_seed"):
+        value = getattr(config, name)
+        _require((value is None and name == "class_order_seed")
+                 or (_is_int(value) and 0 <= value < SEED_LIMIT),
+                 f"--{name.replace('_', '-')} must be an integer >= 0 and < 2**32, "
+                 f"got {describe(value)}")
     for name in ("n_epochs", "batch_size", "minibatch_size"):
         value = getattr(config, name)
-        _require(value is None or (_is_int(value) and value >= 1),
-                 f"--{name.replace('_', '-')} must be an integer >= 1, got {value}")
+        _require(value is None or (_is_int(value) and 1 <= value <= MAX_COUNT),
+                 f"--{name.replace('_', '-')} must be an integer >= 1 and <= {MAX_COUNT}, "
+                 f"got {describe(value)}")
     _require(config.lr is None or (_is_finite(config.lr) and config.lr > 0),
-             f"--lr must be a finite number > 0, got {config.lr}")
+             f"--lr must be a finite number > 0, got {describe(config.lr)}")
     for name in ("alpha", "beta"):
         value = getattr(config, name)
         _require(value is None or (_is_finite(value) and value >= 0),
-                 f"--{name} must be a finite number >= 0, got {value}")
+                 f"--{name} must be a finite number >= 0, got {describe(value)}")
     check_mask_value(config.gms_mask_value)
-    _require(config.der_logits in ("stream", "post-step"),
-             f"--der-logits must be 'stream' or 'post-step', got {config.der_logits!r}")
-    _require(config.class_order_seed is None
-             or (_is_int(config.class_order_seed) and config.class_order_seed >= 0),
-             f"--class-order-seed must be an integer >= 0, got {config.class_order_seed}")
+    _require(_is_str(config.der_logits) and config.der_logits in ("stream", "post-step"),
+             f"--der-logits must be 'stream' or 'post-step', got {describe(config.der_logits)}")
     _require(config.lr_milestones is None
              or (isinstance(config.lr_milestones, (list, tuple))
                  and all(_is_int(m) and m >= 1 for m in config.lr_milestones)),
-             f"--lr-milestones must be integers >= 1, got {config.lr_milestones}")
-    _require(config.precision is None or config.precision in PRECISIONS,
-             f"--precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+             f"--lr-milestones must be integers >= 1, got {describe(config.lr_milestones)}")
+    _require(config.precision is None
+             or (_is_str(config.precision) and config.precision in PRECISIONS),
+             f"--precision must be one of {', '.join(PRECISIONS)}, "
+             f"got {describe(config.precision)}")
     for name in ("channels_last", "compile", "past_constraint", "gms", "gms_on_buffer"):
         value = getattr(config, name)
-        _require(value is None or isinstance(value, bool),
-                 f"--{name.replace('_', '-')} must be true or false, got {value!r}")
+        _require((value is None and name in ("channels_last", "past_constraint"))
+                 or isinstance(value, bool),
+                 f"--{name.replace('_', '-')} must be true or false, got {describe(value)}")
     for name in ("gamma", "lambd", "constr_eta", "constr_margin"):
         value = getattr(config, name)
         _require(value is None or (_is_finite(value) and value >= 0),
-                 f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+                 f"--{name.replace('_', '-')} must be a finite number >= 0, got {describe(value)}")
     _require(config.simclr_temp is None or (_is_finite(config.simclr_temp)
                                             and config.simclr_temp > 0),
-             f"--simclr-temp must be a finite number > 0, got {config.simclr_temp}")
+             f"--simclr-temp must be a finite number > 0, got {describe(config.simclr_temp)}")
     for name in ("simclr_batch_size", "simclr_num_aug"):
         value = getattr(config, name)
         minimum = 2 if name == "simclr_num_aug" else 0
-        _require(value is None or (_is_int(value) and value >= minimum),
-                 f"--{name.replace('_', '-')} must be an integer >= {minimum}, got {value}")
-    _require(config.device == "cpu" or config.device.startswith("cuda"),
-             f"--device must be 'cpu' or 'cuda[:N]', got {config.device!r}")
+        _require(value is None or (_is_int(value) and minimum <= value <= MAX_COUNT),
+                 f"--{name.replace('_', '-')} must be an integer >= {minimum} and "
+                 f"<= {MAX_COUNT}, got {describe(value)}")
+    device = config.device
+    _require(_is_str(device) and (device == "cpu" or (
+        CUDA_DEVICE.fullmatch(device) is not None
+        and int(device.partition(":")[2] or 0) <= MAX_CUDA_INDEX)),
+             f"--device must be 'cpu' or 'cuda[:N]' (N from 0 to {MAX_CUDA_INDEX}), "
+             f"got {describe(device)}")
 
 
 def check_mask_value(value) -> None:
-    if value == "detach":
+    if _is_str(value) and value == "detach":
         return
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    _require(is_number and not math.isnan(value) and value != math.inf,
-             f"--gms-mask-value must be a number, -inf or 'detach' (not NaN or +inf), got {value}")
+    number = _as_float(value)
+    _require(number is not None and not math.isnan(number) and number != math.inf,
+             "--gms-mask-value must be a number, -inf or 'detach' (not NaN or +inf), "
+             f"got {describe(value)}")
 
 
 def parse_mask_value(text: str) -> float | str:
@@ -254,8 +310,8 @@ def parse_mask_value(text: str) -> float | str:
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(
-            f"--gms-mask-value must be a number, -inf or 'detach', got {text!r}") from None
+        raise ConfigError("--gms-mask-value must be a number, -inf or 'detach', "
+                          f"got {describe(text)}") from None
     check_mask_value(value)
     return value
 
@@ -278,5 +334,21 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+def _as_float(value) -> float | None:
+    """``value`` as a float if it is a real number (not a bool); an integer too large for a
+    float is +-inf; None otherwise."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _is_finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    number = _as_float(value)
+    return number is not None and math.isfinite(number)

@@ -49,6 +49,8 @@ class ResultsStore:
         if self.path.exists() and self.path.is_dir():
             raise StoreError(f"results database {str(self.path)!r} is a directory")
         fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if fresh and not create:
+            raise StoreError(f"results database {str(self.path)!r} is empty")
         try:
             self.connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
                                               isolation_level=None)

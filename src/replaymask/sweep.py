@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import socket
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,10 +15,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import ConfigError, RunConfig, parse_mask_value, resolve
+from .config import (
+    ConfigError,
+    RunConfig,
+    check_mask_value,
+    describe,
+    parse_mask_value,
+    resolve,
+)
 from .store import ResultsStore
 
 SWEEP_KEYS = {f.name for f in fields(RunConfig)}
+SCALARS = (str, int, float, bool, type(None))  # what a run setting in a sweep file may be
+MAX_RUNS = 100_000  # per grid: more is a mistake (e.g. a list where a value was meant)
 
 
 class SweepError(ValueError):
@@ -37,18 +47,32 @@ def load_sweep(path: str | Path) -> list[RunConfig]:
     ``seed``, ``gms``, ``gms_mask_value``, ... ; dashes or underscores), where any value
     may be a list: the runs are every combination. ``grids: [mapping, ...]`` unites
     several such grids (e.g. SGD without a buffer and ER with several buffers).
+    Any problem with the file is one SweepError naming it.
     """
     import yaml
 
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise SweepError(f"cannot read sweep file {str(path)!r}: {error.strerror}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        problem = str(error).splitlines()[0]
-        raise SweepError(f"{path}: not valid YAML ({problem})") from None
-    if isinstance(document, dict) and set(document) == {"grids"}:
+        reason = error.strerror or type(error).__name__
+        raise SweepError(f"cannot read sweep file {str(path)!r}: {reason}") from None
+    except UnicodeDecodeError as error:
+        raise SweepError(f"{path}: not valid YAML (not UTF-8 text: {error.reason} "
+                         f"at byte {error.start})") from None
+    try:
+        document = yaml.load(text, Loader=_strict_loader())  # a SafeLoader: plain data only
+    except _DuplicateKey as error:
+        raise SweepError(f"{path}: key {describe(error.key)} is given twice in one mapping "
+                         f"(line {error.line})") from None
+    except RecursionError:
+        raise SweepError(f"{path}: not valid YAML (nested too deeply)") from None
+    except (yaml.YAMLError, ValueError) as error:  # ValueError: e.g. `!!int abc`, 2021-02-30
+        raise SweepError(f"{path}: not valid YAML ({_first_line(error)})") from None
+    if isinstance(document, dict) and "grids" in document:
+        if len(document) > 1:
+            raise SweepError(f"{path}: 'grids' cannot be mixed with run settings: "
+                             "put the settings in each grid")
         grids = document["grids"]
         if not isinstance(grids, list) or not grids:
             raise SweepError(f"{path}: 'grids' must be a non-empty list of mappings")
@@ -61,32 +85,85 @@ def load_sweep(path: str | Path) -> list[RunConfig]:
     return list(configs.values())
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int):
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+def _strict_loader():
+    """YAML's safe loader, refusing a key given twice in one mapping (plain PyYAML keeps the
+    last, so ``seed: [0, 1]`` followed by ``seed: 2`` would silently run seed 2 only)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
+                continue
+            key = loader.construct_object(key_node)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+            except TypeError:  # an unhashable key: construct_mapping says so
+                pass
+        return loader.construct_mapping(node)
+
+    StrictLoader.add_constructor("tag:yaml.org,2002:map", mapping)
+    return StrictLoader
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def _expand(path: Path, grid) -> list[RunConfig]:
     if not isinstance(grid, dict) or not grid:
         raise SweepError(f"{path}: a grid must be a non-empty mapping of run settings")
-    axes = {}
+    axes, spelled = {}, {}
     for raw_key, value in grid.items():
-        key = str(raw_key).replace("-", "_")
+        key = raw_key.replace("-", "_") if isinstance(raw_key, str) else None
         if key not in SWEEP_KEYS:
             known = ", ".join(sorted(SWEEP_KEYS))
-            raise SweepError(f"{path}: unknown key {raw_key!r} (known: {known})")
+            raise SweepError(f"{path}: unknown key {describe(raw_key)} (known: {known})")
+        if key in axes:
+            raise SweepError(f"{path}: {spelled[key]!r} and {raw_key!r} are the same setting")
         values = value if isinstance(value, list) else [value]
         if not values:
             raise SweepError(f"{path}: key {raw_key!r} has an empty list: the grid is empty")
-        if any(isinstance(v, (dict, list)) for v in values):
-            raise SweepError(f"{path}: key {raw_key!r} must hold a value or a list of values")
-        axes[key] = values
+        if not all(isinstance(v, SCALARS) for v in values):
+            raise SweepError(f"{path}: key {raw_key!r} must hold a value or a list of values "
+                             f"(numbers, strings, true/false or null), got {describe(value)}")
+        axes[key], spelled[key] = values, raw_key
+    runs = math.prod(len(values) for values in axes.values())
+    if runs > MAX_RUNS:
+        raise SweepError(f"{path}: a grid of {runs} runs is more than {MAX_RUNS}: "
+                         "is a list where a single value was meant?")
     configs = []
     for combination in itertools.product(*axes.values()):
         settings = dict(zip(axes, combination, strict=True))
         try:
             if "gms_mask_value" in settings:
-                settings["gms_mask_value"] = parse_mask_value(str(settings["gms_mask_value"]))
+                settings["gms_mask_value"] = _mask_value(settings["gms_mask_value"])
             config, _ = resolve(RunConfig(**settings))
         except ConfigError as error:
-            raise SweepError(f"{path}: run {settings}: {error}") from None
+            shown = ", ".join(f"{k!r}: {describe(v)}" for k, v in settings.items())
+            raise SweepError(f"{path}: run {{{shown}}}: {error}") from None
         configs.append(config)
     return configs
+
+
+def _mask_value(value):
+    """A sweep file's mask value: a number (YAML's -.inf too), or text: "-inf", "detach"."""
+    if isinstance(value, str):
+        return parse_mask_value(value)
+    check_mask_value(value)  # anything but a number fails here
+    return value
 
 
 @dataclass
@@ -134,7 +211,10 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
 
 
 def _run_locally(pending: list[RunConfig], data_root, workers: int):
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    if not pending:
+        return
+    # no more processes than runs: the pool may start all of its workers at once
+    with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
         futures = {pool.submit(execute_run, config.to_dict(), data_root): config
                    for config in pending}
         try:
