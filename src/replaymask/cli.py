@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
           help="CPUs a Ray task reserves (default 1)")
     _flag(sweep, "--data-root", type=Path)
     _flag(sweep, "--no-progress", action="store_true")
+    _flag(sweep, "--checkpoint-dir", type=Path, metavar="DIR",
+          help="per-run checkpoints (at every task end), so that a run whose worker died "
+               "resumes where it was (default: DB.checkpoints/ next to the database)")
+    _flag(sweep, "--no-checkpoints", action="store_true", help="runs restart from scratch")
 
     runs = commands.add_parser("runs", help="list the runs in the results database")
     _flag(runs, "--db", type=Path, default=Path(DEFAULT_DB))
@@ -321,13 +325,19 @@ def _sweep(args: argparse.Namespace) -> int:
             connect_ray(args.ray_address)
         except SweepError as error:
             raise ConfigError(str(error)) from None
+    checkpoint_root = None
+    if not args.no_checkpoints:
+        checkpoint_root = args.checkpoint_dir or args.db.with_name(args.db.name + ".checkpoints")
+        if checkpoint_root.exists() and not checkpoint_root.is_dir():
+            raise ConfigError(f"--checkpoint-dir {str(checkpoint_root)!r} is not a directory")
     store = _open_store(args.db, create=True)
     try:
         summary = run_sweep(configs, store, workers=args.workers,
                             retry_failed=args.retry_failed,
                             data_root=str(args.data_root) if args.data_root else None,
                             progress=not args.no_progress, ray_address=args.ray_address,
-                            ray_cpus_per_run=args.ray_cpus_per_run)
+                            ray_cpus_per_run=args.ray_cpus_per_run,
+                            checkpoint_root=checkpoint_root)
     except SweepError as error:
         raise ConfigError(str(error)) from None
     print(f"sweep: {summary.total} runs: {summary.already_done} already done, "

@@ -3,13 +3,16 @@ once in the results database under the hash of its resolved configuration."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
+import shutil
 import socket
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from .store import ResultsStore
 
 SWEEP_KEYS = {f.name for f in fields(RunConfig)}
 SCALARS = (str, int, float, bool, type(None))  # what a run setting in a sweep file may be
+MAX_WORKER_DEATHS = 3  # a run whose worker dies this often is recorded as failed
 MAX_RUNS = 100_000  # per grid: more is a mistake (e.g. a list where a value was meant)
 
 
@@ -178,11 +182,16 @@ class SweepSummary:
 def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
               retry_failed: bool = False, data_root: str | None = None,
               progress: bool = True, ray_address: str | None = None,
-              ray_cpus_per_run: float = 1.0) -> SweepSummary:
+              ray_cpus_per_run: float = 1.0, checkpoint_root: str | Path | None = None
+              ) -> SweepSummary:
     """Run every configuration not yet done in ``store``; each result is recorded as it ends.
 
     Runs go to ``workers`` local processes, or, with ``ray_address``, one Ray task each
-    on that cluster (``ray_cpus_per_run`` CPUs reserved per task).
+    on that cluster (``ray_cpus_per_run`` CPUs reserved per task). With
+    ``checkpoint_root``, each run checkpoints at every task end into
+    ``checkpoint_root/<config hash>/`` and resumes from there when it is started again
+    (after its worker died, or in a later sweep); the folder is removed once the result
+    is recorded. A run is recorded once: its hash is the database's key.
     """
     statuses = store.statuses()
     pending, skipped_failed = [], 0
@@ -195,41 +204,72 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
             continue
         pending.append(config)
     if ray_address is not None:
-        outcomes = _run_on_ray(pending, data_root, ray_address, ray_cpus_per_run)
+        outcomes = _run_on_ray(pending, data_root, ray_address, ray_cpus_per_run,
+                               checkpoint_root)
     else:
-        outcomes = _run_locally(pending, data_root, workers)
+        outcomes = _run_locally(pending, data_root, workers, checkpoint_root)
     failed = 0
     with tqdm(total=len(pending), disable=not progress, unit="run", desc="sweep") as bar:
         for config, result, error in outcomes:
             store.record(config_hash(config), config.to_dict(), result=result, error=error)
+            if checkpoint_root is not None and error is None:  # recorded: no longer needed
+                shutil.rmtree(_checkpoint_dir(checkpoint_root, config), ignore_errors=True)
             failed += error is not None
             bar.update(1)
             bar.set_postfix_str(f"{failed} failed")
+    if checkpoint_root is not None and Path(checkpoint_root).is_dir():
+        with contextlib.suppress(OSError):
+            Path(checkpoint_root).rmdir()  # only if no run left a checkpoint behind
     done_before = sum(1 for c in configs if statuses.get(config_hash(c)) == "done")
     return SweepSummary(total=len(configs), already_done=done_before, ran=len(pending),
                         failed=failed, skipped_failed=skipped_failed)
 
 
-def _run_locally(pending: list[RunConfig], data_root, workers: int):
-    if not pending:
-        return
-    # no more processes than runs: the pool may start all of its workers at once
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
-        futures = {pool.submit(execute_run, config.to_dict(), data_root): config
-                   for config in pending}
-        try:
-            for future in as_completed(futures):
-                yield (futures[future], *future.result())
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_root):
+    """Run ``pending`` on a pool of worker processes. A worker that dies (killed, out of
+    memory) breaks the pool: the runs it took down are started again on a fresh pool,
+    from their checkpoints, up to MAX_WORKER_DEATHS times each."""
+    deaths: dict[str, int] = {}
+    while pending:
+        retry = []
+        # no more processes than runs: the pool may start all of its workers at once
+        with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
+            futures = {pool.submit(execute_run, config.to_dict(), data_root,
+                                   _checkpoint_dir(checkpoint_root, config)): config
+                       for config in pending}
+            try:
+                for future in as_completed(futures):
+                    config = futures[future]
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        key = config_hash(config)
+                        deaths[key] = deaths.get(key, 0) + 1
+                        if deaths[key] < MAX_WORKER_DEATHS:
+                            retry.append(config)
+                            continue
+                        outcome = (None, f"the worker process running it died "
+                                         f"{MAX_WORKER_DEATHS} times")
+                    yield (config, *outcome)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        pending = retry
 
 
-def _run_on_ray(pending: list[RunConfig], data_root, address: str, cpus_per_run: float):
+def _checkpoint_dir(checkpoint_root, config: RunConfig) -> str | None:
+    return None if checkpoint_root is None else str(Path(checkpoint_root) / config_hash(config))
+
+
+def _run_on_ray(pending: list[RunConfig], data_root, address: str, cpus_per_run: float,
+                checkpoint_root):
     ray = connect_ray(address)
     try:
-        task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(execute_run)
-        running = {task.remote(config.to_dict(), data_root): config for config in pending}
+        # a task whose worker died is retried (from its checkpoint, on a shared filesystem)
+        task = ray.remote(num_cpus=cpus_per_run, max_retries=MAX_WORKER_DEATHS - 1)(execute_run)
+        running = {task.remote(config.to_dict(), data_root,
+                               _checkpoint_dir(checkpoint_root, config)): config
+                   for config in pending}
         while running:
             (ready,), _ = ray.wait(list(running), num_returns=1)
             config = running.pop(ready)
@@ -270,12 +310,14 @@ def connect_ray(address: str):
 _BENCHMARKS: dict = {}  # per worker process: each dataset is loaded once
 
 
-def execute_run(config_dict: dict, data_root: str | None) -> tuple[dict | None, str | None]:
-    """Run one configuration in a worker process: (result, None) or (None, error)."""
+def execute_run(config_dict: dict, data_root: str | None, checkpoint_dir: str | None = None
+                ) -> tuple[dict | None, str | None]:
+    """Run one configuration in a worker process: (result, None) or (None, error).
+    With ``checkpoint_dir`` it checkpoints at every task end and resumes from there."""
     import torch
 
     from .benchmarks import load_benchmark
-    from .training import train
+    from .training import Checkpointing, train
 
     torch.set_num_threads(1)  # one core per worker
     settings = dict(config_dict)
@@ -287,7 +329,10 @@ def execute_run(config_dict: dict, data_root: str | None) -> tuple[dict | None, 
             _BENCHMARKS[key] = load_benchmark(config.dataset, data_root=data_root,
                                               class_order_seed=config.class_order_seed,
                                               download=False)
-        result = train(config, _BENCHMARKS[key], hyperparameter_source=source, progress=False)
+        checkpointing = None if checkpoint_dir is None else Checkpointing(
+            Path(checkpoint_dir), resume=True, warn=lambda message: None)
+        result = train(config, _BENCHMARKS[key], hyperparameter_source=source, progress=False,
+                       checkpointing=checkpointing)
         return result.to_dict(), None
     except Exception as error:  # recorded in the database, re-run with --retry-failed
         where = traceback.extract_tb(error.__traceback__)[-1]
