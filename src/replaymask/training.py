@@ -105,13 +105,15 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     train_transform = benchmark.train_transform(augmentation, config.channels_last)
     method = METHOD_CLASSES[config.model](model, train_transform,
                                           benchmark.class_to_task.to(device), config)
-    precision = torch.autocast(device.type, dtype=torch.bfloat16,
-                               enabled=config.precision == "bf16")
+
+    def precision():  # a fresh context each time: autocast objects are not re-entrant
+        return torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=config.precision == "bf16")
     tasks = range(benchmark.n_tasks)
     probe = StabilityProbe(method, benchmark, config.seed) if analysis else None
 
     def evaluate_tasks(seen, visible):
-        with precision:
+        with precision():
             return evaluate(model, benchmark, seen, visible)
 
     saved = _load_checkpoint(checkpointing, config, device)
@@ -181,10 +183,10 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
                 if every and run_state["steps_done"] % every == 0:
                     save(task, epoch, batch)
 
-            with precision:
+            with precision():
                 _run_epoch(method, images, labels, config.batch_size, bar, task, probe,
                            first_batch, after_step, run_state)
-        with precision:
+        with precision():
             method.end_task(task, images, labels)
         seen = list(range(task + 1))
         class_il, task_il = evaluate_tasks(seen, [task] * len(seen))
@@ -258,7 +260,7 @@ def _load_checkpoint(checkpointing, config, device) -> dict | None:
     written_for = json.loads(saved["config"])
     current = config.to_dict()
     differences = [key for key in sorted(set(written_for) | set(current))
-                   if written_for.get(key) != current.get(key) and key != "device"]
+                   if written_for.get(key) != current.get(key)]
     if differences:
         shown = ", ".join(f"{key} ({written_for.get(key)!r} there, {current.get(key)!r} here)"
                           for key in differences[:3])
