@@ -148,3 +148,13 @@ def test_worker_errors_name_the_exception(mnist_like_root):
     resolved, _ = resolve(RunConfig(model="sgd", lr=1e30))
     result, error = sweep.execute_run(resolved.to_dict(), str(mnist_like_root))
     assert result is None and error.startswith("DivergenceError: training diverged")
+
+
+def test_lr_milestones_take_a_list_as_one_value_and_a_list_of_lists_as_an_axis(tmp_path):
+    one = load_sweep(write(tmp_path, "model: er\ndataset: seq-cifar100\nlr_milestones: [20, 30]\n"))
+    assert [c.lr_milestones for c in one] == [(20, 30)]
+    axis = load_sweep(write(tmp_path, "model: er\ndataset: seq-cifar100\n"
+                                      "lr_milestones: [[], [35, 45], [10]]\n", name="b.yaml"))
+    assert sorted(c.lr_milestones for c in axis) == [(), (10,), (35, 45)]
+    with pytest.raises(SweepError, match="integer epochs"):
+        load_sweep(write(tmp_path, "lr_milestones: [a, 3]\n", name="c.yaml"))

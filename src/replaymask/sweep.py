@@ -30,6 +30,7 @@ from .store import ResultsStore
 
 SWEEP_KEYS = {f.name for f in fields(RunConfig)}
 SCALARS = (str, int, float, bool, type(None))  # what a run setting in a sweep file may be
+LIST_VALUED = {"lr_milestones"}  # settings whose single value is a list
 MAX_WORKER_DEATHS = 3  # a run whose worker dies this often is recorded as failed
 MAX_RUNS = 100_000  # per grid: more is a mistake (e.g. a list where a value was meant)
 
@@ -137,10 +138,13 @@ def _expand(path: Path, grid) -> list[RunConfig]:
             raise SweepError(f"{path}: unknown key {describe(raw_key)} (known: {known})")
         if key in axes:
             raise SweepError(f"{path}: {spelled[key]!r} and {raw_key!r} are the same setting")
-        values = value if isinstance(value, list) else [value]
+        if key in LIST_VALUED:
+            values = _list_setting(path, raw_key, value)
+        else:
+            values = value if isinstance(value, list) else [value]
         if not values:
             raise SweepError(f"{path}: key {raw_key!r} has an empty list: the grid is empty")
-        if not all(isinstance(v, SCALARS) for v in values):
+        if key not in LIST_VALUED and not all(isinstance(v, SCALARS) for v in values):
             raise SweepError(f"{path}: key {raw_key!r} must hold a value or a list of values "
                              f"(numbers, strings, true/false or null), got {describe(value)}")
         axes[key], spelled[key] = values, raw_key
@@ -160,6 +164,24 @@ def _expand(path: Path, grid) -> list[RunConfig]:
             raise SweepError(f"{path}: run {{{shown}}}: {error}") from None
         configs.append(config)
     return configs
+
+
+def _list_setting(path: Path, raw_key, value) -> list:
+    """A setting whose value is itself a list (``lr_milestones: [35, 45]``): a flat list
+    is one value; a list of lists (or nulls: the default) is the values of an axis
+    (``[[], [35, 45], null]``)."""
+    if value is None or value == []:
+        return [value] if value is None else [()]
+    if not isinstance(value, list):
+        raise SweepError(f"{path}: key {raw_key!r} must be a list of epochs (or a list of "
+                         f"such lists), got {describe(value)}")
+    options = value if all(v is None or isinstance(v, list) for v in value) else [value]
+    for option in options:
+        if option is not None and not all(isinstance(v, int) and not isinstance(v, bool)
+                                          for v in option):
+            raise SweepError(f"{path}: key {raw_key!r} must hold integer epochs, got "
+                             f"{describe(option)}")
+    return [None if option is None else tuple(option) for option in options]
 
 
 def _mask_value(value):
