@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METHOD_NAMES = {"sgd": "SGD", "joint": "Joint", "er": "ER", "der": "DER", "derpp": "DER++",
-                "er_ace": "ER-ACE"}
+                "er_ace": "ER-ACE", "xder": "X-DER"}
 
 
 def method_label(config: dict) -> str:
