@@ -2,6 +2,7 @@
 
     python benchmarks/vision_throughput.py [--device cpu|cuda] [--steps 20] [--warmup 3]
     python benchmarks/vision_throughput.py --device cuda --full   # the whole protocol
+    python benchmarks/vision_throughput.py --methods              # every method's step
 
 Data: SYNTHETIC, random uint8 images of CIFAR shape (3x32x32, 10 classes, 5000 per
 class like CIFAR-10); accuracy on it means nothing, only speed and memory are measured.
@@ -121,8 +122,12 @@ def derpp_config(device: str) -> RunConfig:
 
 # --- (a) ours -----------------------------------------------------------------------------
 
-def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int) -> dict:
-    config = derpp_config(str(device))
+def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int,
+         model: str = "derpp") -> dict:
+    """Steps of ``model`` in task 1, after task 0 filled its buffer (X-DER fills it at
+    the end of a task; the others by reservoir)."""
+    config, _ = resolve(RunConfig(model=model, dataset="seq-cifar10", buffer_size=500,
+                                  device=str(device)))
     torch.manual_seed(0)
     data = benchmark.to(device)
     net = data.make_backbone().to(device)
@@ -130,13 +135,20 @@ def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int) ->
         net = net.to(memory_format=torch.channels_last)
     transform = data.train_transform(torch.Generator(device=device).manual_seed(2),
                                      config.channels_last)
-    method = METHOD_CLASSES["derpp"](net, transform, data.class_to_task.to(device), config)
-    method.begin_task(0)
-    index = data.task_indices("train", 0)
-    order = index[torch.randperm(len(index), device=device)]
-    images, labels = data.train_images[order], data.train_labels[order]
+    method = METHOD_CLASSES[model](net, transform, data.class_to_task.to(device), config)
     precision = torch.autocast(device.type, dtype=torch.bfloat16,
                                enabled=config.precision == "bf16")
+    first = data.task_indices("train", 0)[:2000]
+    with precision:
+        method.begin_task(0)
+        method.buffer.add(data.train_images[first], data.train_labels[first],
+                          data.train_labels[first] // 2,
+                          logits=torch.zeros(len(first), 10, device=device))
+        method.end_task(0, data.train_images[first], data.train_labels[first])
+    method.begin_task(1)
+    index = data.task_indices("train", 1)
+    order = index[torch.randperm(len(index), device=device)]
+    images, labels = data.train_images[order], data.train_labels[order]
 
     def run(first_step, count):
         total = torch.zeros((), device=device)
@@ -337,6 +349,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--loader-workers", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="train the whole protocol instead")
+    parser.add_argument("--methods", action="store_true",
+                        help="instead: our step time of every method (task 1, buffer 500)")
     parser.add_argument("--n-epochs", type=int, help="with --full: epochs per task (default 50)")
     parser.add_argument("--out", type=Path, help="JSON results (default: "
                         "results/vision_throughput-<device>.json)")
@@ -354,7 +368,13 @@ def main() -> int:
     benchmark = synthetic_cifar()
     record = {"device": name, "torch": torch.__version__, "data": "synthetic",
               "steps": steps, "warmup": warmup}
-    if args.full:
+    if args.methods:
+        record["methods"] = {}
+        print(f"{'method':8} {'samples/s':>10} {'ms/step':>8}   (our pipeline, task 1)")
+        for model in ("sgd", "er", "der", "derpp", "er_ace", "xder"):
+            r = record["methods"][model] = ours(benchmark, device, steps, warmup, model)
+            print(f"{model:8} {r['samples_per_s']:10.1f} {r['step_ms']:8.1f}")
+    elif args.full:
         record["full_protocol"] = full_protocol(benchmark, device, args.n_epochs)
         full = record["full_protocol"]
         print(f"full Seq-CIFAR-10 DER++ protocol (5 tasks x {full['n_epochs']} epochs, "
@@ -375,8 +395,8 @@ def main() -> int:
         print(f"input pipeline alone (no network): ours "
               f"{only['ours']['samples_per_s']:.0f} samples/s, per-sample "
               f"{only['per_sample']['samples_per_s']:.0f} samples/s: {only['speedup']:.1f}x")
-    out = args.out or Path("results") / f"vision_throughput-{device.type}"\
-        f"{'-full' if args.full else ''}.json"
+    kind = "-methods" if args.methods else "-full" if args.full else ""
+    out = args.out or Path("results") / f"vision_throughput-{device.type}{kind}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")
