@@ -185,3 +185,30 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_result_json(mnist_l
     resumed = json.loads((out / "result.json").read_text())
     for key in ("accuracy_matrix", "metrics", "before_task_accuracy", "random_init_accuracy"):
         assert resumed[key] == expected[key]
+
+
+def test_an_unwritable_checkpoint_dir_is_refused_before_training(mnist_like_root, tmp_path,
+                                                                  capsys):
+    from replaymask import cli
+
+    (tmp_path / "a-file").write_text("")
+    code = cli.main(["run", "--data-root", str(mnist_like_root), "--out", str(tmp_path / "o"),
+                     "--checkpoint-dir", str(tmp_path / "a-file" / "ck"), "--no-progress"])
+    stderr = capsys.readouterr().err
+    assert code == 2 and stderr.count("\n") == 1 and "--checkpoint-dir" in stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_failing_checkpoint_write_stops_the_run_with_one_line(mnist_like_root, tmp_path,
+                                                                capsys, monkeypatch):
+    from replaymask import cli, training
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(training, "save_checkpoint", full_disk)
+    code = cli.main(["run", "--model", "sgd", "--data-root", str(mnist_like_root), "--out",
+                     str(tmp_path / "o"), "--checkpoint-dir", str(tmp_path / "ck"),
+                     "--no-progress"])
+    stderr = capsys.readouterr().err
+    assert code == 4 and "No space left on device" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()

@@ -20,7 +20,7 @@ from .config import (
 )
 
 DEMO_ARGS = ["--model", "derpp", "--dataset", "seq-mnist", "--buffer-size", "200", "--gms"]
-EXIT_USAGE, EXIT_DIVERGED = 2, 3
+EXIT_USAGE, EXIT_DIVERGED, EXIT_IO = 2, 3, 4
 DEFAULT_DB = "replaymask.db"
 MAX_THREADS = 1024
 SMALL_BATCH = 64  # rows per forward pass under which one CPU thread is fastest (measured)
@@ -246,10 +246,7 @@ def _main(args: argparse.Namespace) -> int:
     out_dir = args.out or Path("runs") / run_name(config)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {str(out_dir)!r} exists and is not a directory")
-    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {str(out_dir)!r} cannot be created: {str(existing)!r} "
-                          "is not a writable directory")
+    _require_writable("--out", out_dir)
     try:
         benchmark = load_benchmark(config.dataset, data_root=args.data_root,
                                    class_order_seed=config.class_order_seed,
@@ -265,6 +262,10 @@ def _main(args: argparse.Namespace) -> int:
                        checkpointing=checkpointing)
     except CheckpointMismatchError as error:
         raise ConfigError(str(error)) from None
+    except OSError as error:  # e.g. a full disk while writing a checkpoint
+        print(f"replaymask: error: {error}; the run stopped (resume it with --resume)",
+              file=sys.stderr)
+        return EXIT_IO
     except DivergenceError as error:
         print(f"replaymask: error: {error}; nothing written", file=sys.stderr)
         return EXIT_DIVERGED
@@ -272,6 +273,14 @@ def _main(args: argparse.Namespace) -> int:
     print(format_summary(result))
     print(f"wrote {path} and {path.with_name('accuracy_matrix.csv')}")
     return 0
+
+
+def _require_writable(flag: str, folder: Path) -> None:
+    """``folder`` exists as a writable directory, or could be created as one."""
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {str(folder)!r} cannot be created: {str(existing)!r} "
+                          "is not a writable directory")
 
 
 def _checkpointing(args: argparse.Namespace):
@@ -287,6 +296,7 @@ def _checkpointing(args: argparse.Namespace):
     directory = args.checkpoint_dir
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"--checkpoint-dir {str(directory)!r} exists and is not a directory")
+    _require_writable("--checkpoint-dir", directory)
     from .checkpoint import checkpoint_files
     from .training import Checkpointing
 
