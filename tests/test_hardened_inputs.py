@@ -674,8 +674,10 @@ def test_runs_and_report_refuse_a_file_that_is_not_a_database(command, content):
         assert os.listdir(tmp) == ["results.db"] and db.read_bytes() == content
 
 
-@pytest.mark.parametrize("command", ["runs", "report"])
-@pytest.mark.parametrize("case", ["missing", "folder", "not ours", "empty replaymask db"])
+@pytest.mark.parametrize("command,case", [
+    (command, case) for command in ("runs", "report")
+    for case in ("missing", "folder", "not ours", "empty replaymask db")
+    if (command, case) != ("runs", "empty replaymask db")])  # listing no runs is fine
 def test_runs_and_report_on_a_bad_database_are_one_line(command, case):
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "results.db"
@@ -684,8 +686,6 @@ def test_runs_and_report_on_a_bad_database_are_one_line(command, case):
         elif case == "not ours":
             _not_our_database(db)
         elif case == "empty replaymask db":
-            if command == "runs":
-                pytest.skip("listing an empty database is fine")
             ResultsStore(db).connection.close()
         before = _snapshot(Path(tmp))
         out = Path(tmp) / "report"
