@@ -220,14 +220,25 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_cache(path: Path, arrays: dict[str, np.ndarray], stale: str | None = None) -> None:
+    """Write atomically; then delete the files matching the glob ``stale`` (older caches
+    of the same source). A read-only or full cache directory only costs speed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-            np.savez(handle, **arrays)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.",
+                                         suffix=".tmp", delete=False) as handle:
+            try:
+                np.savez(handle, **arrays)
+            except BaseException:
+                handle.close()
+                Path(handle.name).unlink(missing_ok=True)
+                raise
         os.replace(handle.name, path)
+        for old in path.parent.glob(stale) if stale else ():
+            if old != path:
+                old.unlink(missing_ok=True)
     except OSError:
-        pass  # a read-only cache only costs speed
+        pass
 
 
 def _read_idx_set(files: dict[str, Path]) -> dict[str, np.ndarray]:
@@ -292,7 +303,11 @@ def _read_pickle(path: Path) -> dict[str, np.ndarray]:
 
 
 def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):  # archives can be GBs
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:

@@ -131,7 +131,6 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     position, elapsed_before = run_state["position"], run_state["elapsed_s"]
     matrix, before = run_state["matrix"], run_state["before"]
     sequence = saved["sequence"] if saved is not None else 0
-    epoch_start_order = data_order.get_state()
 
     def save(task, epoch, batch):
         nonlocal sequence

@@ -32,7 +32,15 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .datasets import DataError, ImageData, _read_cache, default_cache_dir, default_data_root
+from .datasets import (
+    DataError,
+    ImageData,
+    _md5,
+    _read_cache,
+    _write_cache,
+    default_cache_dir,
+    default_data_root,
+)
 
 CACHE_FORMAT = "v1"  # bump when decoding changes, to invalidate old caches
 DOWNLOAD_TIMEOUT_S = 30
@@ -149,7 +157,7 @@ def _locate(spec: VisionSpec, root: Path | None, download: bool) -> Path:
         archive = base / spec.archive
         if not archive.is_file():
             continue
-        if _md5_file(archive) != spec.md5:
+        if _md5(archive) != spec.md5:
             problems.append(f"{archive}: checksum mismatch (expected md5 {spec.md5})")
             continue
         _extract(archive, base, spec.folder)
@@ -180,14 +188,6 @@ def _locate(spec: VisionSpec, root: Path | None, download: bool) -> Path:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
-
-
-def _md5_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download(spec: VisionSpec, target: Path) -> tuple[Path | None, str]:
@@ -323,10 +323,7 @@ def _load_cached(dataset: str, spec: VisionSpec, folder: Path, cache_dir: Path) 
 
 def _read_cached_arrays(path: Path) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None when missing, corrupt or of the wrong shape."""
-    try:
-        arrays = _read_cache(path)
-    except Exception:  # e.g. zipfile.BadZipFile of a truncated file: rebuild, never fail
-        return None
+    arrays = _read_cache(path)
     if arrays is None:
         return None
     for split in ("train", "test"):
@@ -334,26 +331,6 @@ def _read_cached_arrays(path: Path) -> dict[str, np.ndarray] | None:
         if images.ndim != 4 or images.shape[1] != 3 or labels.shape != images.shape[:1]:
             return None
     return arrays
-
-
-def _write_cache(path: Path, arrays: dict[str, np.ndarray], stale: str) -> None:
-    """Write atomically, replacing this folder's older caches; a read-only dir is fine."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.",
-                                         suffix=".tmp", delete=False) as handle:
-            try:
-                np.savez(handle, **arrays)
-            except BaseException:
-                handle.close()
-                Path(handle.name).unlink(missing_ok=True)
-                raise
-        os.replace(handle.name, path)
-        for old in path.parent.glob(stale):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass  # a read-only or full cache dir only costs speed
 
 
 # ----------------------------------------------------------------------------- CIFAR
