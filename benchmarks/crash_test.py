@@ -34,7 +34,7 @@ def command(out: Path, extra: list[str]) -> list[str]:
 
 
 def newest_position(directory: Path) -> str:
-    from replaymask.checkpoint import load_newest_checkpoint
+    from replaymask.core.checkpoint import load_newest_checkpoint
 
     found = load_newest_checkpoint(directory, warn=lambda message: None)
     if found is None:

@@ -61,9 +61,9 @@ TABLES = {"der-table": der_table, "gms-table": gms_table, "sgd-gms-table": sgd_g
 def run_one(settings: dict) -> dict:
     import torch
 
-    from replaymask.benchmarks import load_benchmark
     from replaymask.config import RunConfig, resolve
-    from replaymask.training import DivergenceError, train
+    from replaymask.core.training import DivergenceError, train
+    from replaymask.data.benchmarks import load_benchmark
 
     torch.set_num_threads(1)  # one core per worker process
     config, source = resolve(RunConfig(**settings))

@@ -22,7 +22,7 @@ Both run in this process, one after the other, the same number of timed steps af
 warm-up steps. Printed: stream samples per second, peak memory (CUDA: the allocator's
 peak; CPU: the process's peak resident memory above its level at the phase's start,
 sampled every 5 ms), and the ratio. ``--full`` instead trains the whole protocol (5
-tasks x 50 epochs, evaluation included) through ``replaymask.training.train`` and
+tasks x 50 epochs, evaluation included) through ``replaymask.core.training.train`` and
 reports its wall time and peak memory. Results also go to ``--out`` as JSON.
 """
 
@@ -43,9 +43,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from replaymask.benchmarks import BENCHMARKS, Benchmark
 from replaymask.config import RunConfig, resolve
-from replaymask.methods import METHOD_CLASSES
+from replaymask.core.backbones import backbone_for
+from replaymask.core.methods import METHOD_CLASSES
+from replaymask.data.benchmarks import BENCHMARKS, Benchmark
 
 SPEC = BENCHMARKS["seq-cifar10"]
 MEAN, STD = SPEC.mean, SPEC.std
@@ -130,7 +131,7 @@ def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int,
                                   device=str(device)))
     torch.manual_seed(0)
     data = benchmark.to(device)
-    net = data.make_backbone().to(device)
+    net = backbone_for(data).to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     transform = data.train_transform(torch.Generator(device=device).manual_seed(2),
@@ -239,7 +240,7 @@ def per_sample(benchmark: Benchmark, device: torch.device, steps: int, warmup: i
                workers: int) -> dict:
     config = derpp_config("cpu")  # fp32, no channels-last: the reference's settings
     torch.manual_seed(0)
-    net = benchmark.make_backbone().to(device)
+    net = backbone_for(benchmark).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr)
     index = benchmark.task_indices("train", 0)
     dataset = PerSampleDataset(benchmark.train_images[index].permute(0, 2, 3, 1).numpy(),
@@ -280,7 +281,7 @@ def pipeline_only(benchmark: Benchmark, device: torch.device, steps: int, warmup
                   workers: int) -> dict:
     """Only the input side of the step (stream batch, two augmented replay draws, buffer
     insertion, with fixed stand-in logits): what the network's compute hides on a GPU."""
-    from replaymask.buffer import ReservoirBuffer
+    from replaymask.core.buffer import ReservoirBuffer
 
     index = benchmark.task_indices("train", 0)
     logits = torch.zeros(32, 10, device=device)
@@ -329,7 +330,7 @@ def pipeline_only(benchmark: Benchmark, device: torch.device, steps: int, warmup
 
 
 def full_protocol(benchmark: Benchmark, device: torch.device, n_epochs: int | None) -> dict:
-    from replaymask.training import train
+    from replaymask.core.training import train
 
     config, source = resolve(RunConfig(model="derpp", dataset="seq-cifar10", buffer_size=500,
                                        device=str(device), n_epochs=n_epochs))

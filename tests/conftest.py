@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from replaymask.benchmarks import Benchmark
+from replaymask.data.benchmarks import Benchmark
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:

@@ -6,7 +6,7 @@ import pytest
 
 from replaymask import cli
 from replaymask.config import RunConfig, resolve
-from replaymask.training import train
+from replaymask.core.training import train
 
 
 def analysed(tiny, **settings):

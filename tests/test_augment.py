@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from replaymask.augment import (
+from replaymask.data.augment import (
     EvalTransform,
     StrongTransform,
     TrainTransform,

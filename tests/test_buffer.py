@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from replaymask.buffer import ReservoirBuffer
+from replaymask.core.buffer import ReservoirBuffer
 
 
 def stream(n, width=3):

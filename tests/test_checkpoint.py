@@ -12,17 +12,17 @@ import time
 import pytest
 import torch
 
-from replaymask import checkpoint
-from replaymask.checkpoint import (
+from replaymask.config import RunConfig, resolve
+from replaymask.core import checkpoint
+from replaymask.core.checkpoint import (
     MAGIC,
     CheckpointError,
     checkpoint_files,
     read_checkpoint,
     save_checkpoint,
 )
-from replaymask.config import RunConfig, resolve
-from replaymask.methods import METHOD_CLASSES
-from replaymask.training import Checkpointing, CheckpointMismatchError, train
+from replaymask.core.methods import METHOD_CLASSES
+from replaymask.core.training import Checkpointing, CheckpointMismatchError, train
 
 
 class Crash(Exception):
@@ -201,7 +201,8 @@ def test_an_unwritable_checkpoint_dir_is_refused_before_training(mnist_like_root
 
 def test_a_failing_checkpoint_write_stops_the_run_with_one_line(mnist_like_root, tmp_path,
                                                                 capsys, monkeypatch):
-    from replaymask import cli, training
+    from replaymask import cli
+    from replaymask.core import training
 
     def full_disk(*args):
         raise OSError(28, "No space left on device")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from replaymask import datasets
-from replaymask.benchmarks import load_benchmark
-from replaymask.datasets import DataError, load_image_data, read_idx
+from replaymask.data import mnist as datasets
+from replaymask.data.benchmarks import load_benchmark
+from replaymask.data.mnist import DataError, load_image_data, read_idx
 
 from .conftest import write_idx, write_mnist_like
 

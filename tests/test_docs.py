@@ -4,11 +4,11 @@ import doctest
 import re
 from pathlib import Path
 
-import replaymask.gms
+import replaymask.core.gms
 
 
 def test_gms_docstring_examples_run():
-    failures, attempted = doctest.testmod(replaymask.gms)
+    failures, attempted = doctest.testmod(replaymask.core.gms)
     assert attempted > 0 and failures == 0
 
 
@@ -21,7 +21,7 @@ def test_readme_library_example_runs():
 
 
 def test_readme_sweep_example_is_a_valid_sweep(tmp_path):
-    from replaymask.sweep import load_sweep
+    from replaymask.experiments.sweep import load_sweep
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)

@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replaymask import cli
-from replaymask.benchmarks import BENCHMARKS
 from replaymask.config import MAX_COUNT, METHODS, PRECISIONS, SEED_LIMIT, RunConfig, resolve
-from replaymask.store import ResultsStore
-from replaymask.sweep import MAX_RUNS, SWEEP_KEYS, config_hash, load_sweep, run_sweep
+from replaymask.data.benchmarks import BENCHMARKS
+from replaymask.experiments.store import ResultsStore
+from replaymask.experiments.sweep import MAX_RUNS, SWEEP_KEYS, config_hash, load_sweep, run_sweep
 
 FAST = settings(deadline=None, database=None, max_examples=40,
                 suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
@@ -49,9 +49,9 @@ def nothing_runs():
 
     threads = torch.get_num_threads()  # `run` sets torch's threads before loading data
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("replaymask.benchmarks.load_benchmark", refuse)
-        patch.setattr("replaymask.training.train", refuse)
-        patch.setattr("replaymask.sweep.run_sweep", refuse)
+        patch.setattr("replaymask.data.benchmarks.load_benchmark", refuse)
+        patch.setattr("replaymask.core.training.train", refuse)
+        patch.setattr("replaymask.experiments.sweep.run_sweep", refuse)
         yield
     torch.set_num_threads(threads)
 
@@ -767,7 +767,7 @@ def test_a_sweep_starts_no_more_workers_than_runs(monkeypatch):
     """A huge --workers is harmless: the process pool is sized by the pending runs."""
     from concurrent.futures import Future
 
-    from replaymask import sweep
+    from replaymask.experiments import sweep
 
     sizes = []
 

@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from replaymask.config import METHODS, RunConfig, resolve
-from replaymask.methods import METHOD_CLASSES
+from replaymask.core.backbones import backbone_for
+from replaymask.core.methods import METHOD_CLASSES
 
 
 def make(model, tiny, **settings):
     config, _ = resolve(RunConfig(model=model, buffer_size=settings.pop("buffer_size", 50),
                                   **settings))
     torch.manual_seed(0)
-    net = tiny.make_backbone()
+    net = backbone_for(tiny)
     return METHOD_CLASSES[model](net, tiny.prepare, tiny.class_to_task, config)
 
 
@@ -152,7 +153,7 @@ def test_joint_restarts_from_a_fresh_network_at_each_task(tiny):
 def test_resolved_config_drives_the_method(tiny):
     config, _ = resolve(RunConfig(model="derpp", buffer_size=200))
     assert (config.lr, config.minibatch_size, config.alpha, config.beta) == (0.03, 128, 0.2, 1.0)
-    method = METHOD_CLASSES["derpp"](tiny.make_backbone(), tiny.prepare, tiny.class_to_task,
+    method = METHOD_CLASSES["derpp"](backbone_for(tiny), tiny.prepare, tiny.class_to_task,
                                      replace(config, minibatch_size=7))
     fill_with_task0(method, tiny)
     assert len(method.buffer.sample(method.config.minibatch_size).labels) == 7

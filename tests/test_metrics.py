@@ -2,7 +2,7 @@
 
 import pytest
 
-from replaymask.metrics import (
+from replaymask.core.metrics import (
     average_accuracy,
     backward_transfer,
     forgetting,

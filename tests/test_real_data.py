@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from replaymask import cli, datasets
+from replaymask import cli
+from replaymask.data import mnist as datasets
 
 HAS_MNIST = datasets._find_packaged("mnist") is not None
 HAS_FASHION = datasets.DEBIAN_FASHION_MNIST.is_dir()

@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from replaymask.store import ResultsStore, StoreError
+from replaymask.experiments.store import ResultsStore, StoreError
 
 
 def fake_result(score: float) -> dict:

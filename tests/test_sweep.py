@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from replaymask import cli, sweep
+from replaymask import cli
 from replaymask.config import RunConfig, resolve
-from replaymask.store import ResultsStore
-from replaymask.sweep import SweepError, config_hash, load_sweep, run_sweep
+from replaymask.experiments import sweep
+from replaymask.experiments.store import ResultsStore
+from replaymask.experiments.sweep import SweepError, config_hash, load_sweep, run_sweep
 
 
 def write(tmp_path, text, name="sweep.yaml"):

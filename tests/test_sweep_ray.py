@@ -12,7 +12,7 @@ import time
 import pytest
 
 from replaymask import cli
-from replaymask.store import ResultsStore
+from replaymask.experiments.store import ResultsStore
 
 ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
 pytestmark = pytest.mark.skipif(ray_cli is None, reason="Ray is not installed")

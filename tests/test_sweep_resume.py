@@ -6,8 +6,8 @@ import subprocess
 import sys
 import time
 
-from replaymask.store import ResultsStore
-from replaymask.sweep import load_sweep
+from replaymask.experiments.store import ResultsStore
+from replaymask.experiments.sweep import load_sweep
 
 
 def test_a_killed_sweep_resumes_and_records_each_run_once(tmp_path, mnist_like_root):

@@ -6,8 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from replaymask.store import ResultsStore
-from replaymask.sweep import config_hash, load_sweep, run_sweep
+from replaymask.experiments.store import ResultsStore
+from replaymask.experiments.sweep import config_hash, load_sweep, run_sweep
 
 
 def children(pid):

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from replaymask.config import RunConfig, resolve
-from replaymask.results import matrix_csv, write_result
-from replaymask.training import DivergenceError, train
+from replaymask.core.backbones import backbone_for
+from replaymask.core.results import matrix_csv, write_result
+from replaymask.core.training import DivergenceError, train
 
 
 def run(tiny, **settings):
@@ -86,7 +87,7 @@ def test_matrix_csv_leaves_unseen_tasks_blank():
 
 
 def test_class_order_permutation_relabels_consistently(tiny):
-    from replaymask.benchmarks import Benchmark
+    from replaymask.data.benchmarks import Benchmark
     order = (3, 7, 0, 1, 2, 4, 5, 6, 8, 9)
     relabel = torch.empty(10, dtype=torch.long)
     relabel[torch.tensor(order)] = torch.arange(10)
@@ -120,7 +121,7 @@ def test_bf16_autocast_and_channels_last_train_and_store_float32_logits(tiny_vis
 
 
 def test_the_learning_rate_drops_tenfold_at_each_milestone_within_a_task():
-    from replaymask.training import learning_rate
+    from replaymask.core.training import learning_rate
 
     config, _ = resolve(RunConfig(model="er", dataset="seq-cifar100", buffer_size=500))
     assert config.lr_milestones == (35, 45)
@@ -132,7 +133,7 @@ def test_the_learning_rate_drops_tenfold_at_each_milestone_within_a_task():
 
 def test_the_scheduled_rate_is_what_the_optimizer_uses(tiny, monkeypatch):
     seen = []
-    from replaymask.methods.base import PlainSGD
+    from replaymask.core.methods.base import PlainSGD
 
     original = PlainSGD.step
     def spy(self):
@@ -159,14 +160,14 @@ def test_compile_option_compiles_the_backbone_used_for_training_and_evaluation(t
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("model", ["er", "der", "derpp", "er_ace", "xder"])
 def test_training_steps_never_wait_for_the_gpu(tiny_vision, model):
-    from replaymask.methods import METHOD_CLASSES
+    from replaymask.core.methods import METHOD_CLASSES
 
     config, _ = resolve(RunConfig(model=model, dataset="seq-cifar10", buffer_size=20,
                                   batch_size=8, minibatch_size=8, device="cuda",
                                   gms=True, simclr_batch_size=4))
     data = tiny_vision.to("cuda")
     transform = data.train_transform(torch.Generator(device="cuda").manual_seed(0))
-    method = METHOD_CLASSES[model](data.make_backbone().cuda(), transform,
+    method = METHOD_CLASSES[model](backbone_for(data).cuda(), transform,
                                    data.class_to_task.cuda(), config)
     index = data.task_indices("train", 1)
     images, labels = data.train_images[index], data.train_labels[index]

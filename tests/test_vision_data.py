@@ -21,9 +21,9 @@ import pytest
 import torch
 from PIL import Image
 
-from replaymask import vision_data
-from replaymask.datasets import DataError
-from replaymask.vision_data import VISION_DATASETS, VISION_SPECS, load_vision_data
+from replaymask.data import vision as vision_data
+from replaymask.data.mnist import DataError
+from replaymask.data.vision import VISION_DATASETS, VISION_SPECS, load_vision_data
 
 from .vision_files import (
     make_cifar_arrays,

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from replaymask.backbones import ResNet18, frozen_batchnorm_stats
 from replaymask.config import RunConfig, resolve
-from replaymask.contrastive import supervised_contrastive_loss
-from replaymask.methods import METHOD_CLASSES
-from replaymask.methods.xder import transplant_logits
+from replaymask.core.backbones import ResNet18, backbone_for, frozen_batchnorm_stats
+from replaymask.core.contrastive import supervised_contrastive_loss
+from replaymask.core.methods import METHOD_CLASSES
+from replaymask.core.methods.xder import transplant_logits
 
 
 def make_xder(benchmark, **settings):
@@ -20,7 +20,7 @@ def make_xder(benchmark, **settings):
                                   **settings))
     torch.manual_seed(0)
     transform = benchmark.train_transform(torch.Generator().manual_seed(1))
-    return METHOD_CLASSES["xder"](benchmark.make_backbone(), transform,
+    return METHOD_CLASSES["xder"](backbone_for(benchmark), transform,
                                   benchmark.class_to_task, config)
 
 

@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-from .benchmarks import BENCHMARKS
 from .config import (
     METHODS,
     XDER_FIELDS,
@@ -18,6 +17,7 @@ from .config import (
     resolve,
     run_name,
 )
+from .data.benchmarks import BENCHMARKS
 
 DEMO_ARGS = ["--model", "derpp", "--dataset", "seq-mnist", "--buffer-size", "200", "--gms"]
 EXIT_USAGE, EXIT_DIVERGED, EXIT_IO = 2, 3, 4
@@ -228,10 +228,10 @@ def _main(args: argparse.Namespace) -> int:
     # torch is imported here, after the arguments were checked, so mistakes fail fast.
     import torch
 
-    from .benchmarks import load_benchmark
-    from .datasets import DataError
-    from .results import format_summary, write_result
-    from .training import CheckpointMismatchError, DivergenceError, train
+    from .core.results import format_summary, write_result
+    from .core.training import CheckpointMismatchError, DivergenceError, train
+    from .data.benchmarks import load_benchmark
+    from .data.mnist import DataError
 
     config, source = resolve(config_from_args(args))
     checkpointing = _checkpointing(args)
@@ -297,8 +297,8 @@ def _checkpointing(args: argparse.Namespace):
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"--checkpoint-dir {str(directory)!r} exists and is not a directory")
     _require_writable("--checkpoint-dir", directory)
-    from .checkpoint import checkpoint_files
-    from .training import Checkpointing
+    from .core.checkpoint import checkpoint_files
+    from .core.training import Checkpointing
 
     if not args.resume and directory.is_dir() and checkpoint_files(directory):
         raise ConfigError(f"--checkpoint-dir {str(directory)!r} already holds checkpoints: "
@@ -309,7 +309,7 @@ def _checkpointing(args: argparse.Namespace):
 
 
 def _open_store(path: Path, create: bool):
-    from .store import ResultsStore, StoreError
+    from .experiments.store import ResultsStore, StoreError
 
     try:
         return ResultsStore(path, create=create)
@@ -318,7 +318,7 @@ def _open_store(path: Path, create: bool):
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .sweep import SweepError, connect_ray, load_sweep, run_sweep
+    from .experiments.sweep import SweepError, connect_ray, load_sweep, run_sweep
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be an integer >= 1, got {args.workers}")
@@ -378,7 +378,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .experiments.report import write_report
 
     store = _open_store(args.db, create=False)
     results = [row["result"] for row in store.runs("done")]
@@ -400,11 +400,11 @@ def _analyze(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .benchmarks import load_benchmark
-    from .datasets import DataError
-    from .plots import analysis_figure
-    from .results import atomic_write
-    from .training import DivergenceError, train
+    from .core.results import atomic_write
+    from .core.training import DivergenceError, train
+    from .data.benchmarks import load_benchmark
+    from .data.mnist import DataError
+    from .experiments.plots import analysis_figure
 
     variants = {}
     for text in (part.strip() for part in args.mask_values.split(",")):

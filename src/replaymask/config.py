@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, replace
 
-from .benchmarks import BENCHMARKS
+from .data.benchmarks import BENCHMARKS
 
 METHODS = ("sgd", "joint", "er", "der", "derpp", "er_ace", "xder")
 BUFFERLESS_METHODS = ("sgd", "joint")

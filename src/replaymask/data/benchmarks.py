@@ -6,12 +6,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-from torch import nn
 
 from .augment import EvalTransform, TrainTransform
-from .backbones import MLP, ResNet18
-from .datasets import load_image_data
-from .gms import class_to_task_layout
+from .mnist import load_image_data
 
 
 @dataclass(frozen=True)
@@ -78,8 +75,7 @@ class Benchmark:
 
     @property
     def class_to_task(self) -> torch.Tensor:
-        c = self.classes_per_task
-        return class_to_task_layout([list(range(k * c, (k + 1) * c)) for k in range(self.n_tasks)])
+        return torch.arange(self.num_classes) // self.classes_per_task
 
     def task_indices(self, split: str, task: int) -> torch.Tensor:
         labels = self.train_labels if split == "train" else self.test_labels
@@ -102,11 +98,6 @@ class Benchmark:
             return EvalTransform(self.mean, self.std, channels_last)
         return TrainTransform(self.mean, self.std, self.crop_padding, generator, channels_last)
 
-    def make_backbone(self) -> nn.Module:
-        if self.backbone == "resnet18":
-            return ResNet18(num_classes=self.num_classes, in_channels=self.train_images.shape[1])
-        return MLP(input_size=self.train_images[0].numel(), num_classes=self.num_classes)
-
     def to(self, device: torch.device | str) -> Benchmark:
         fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for key in ("train_images", "train_labels", "test_images", "test_labels"):
@@ -125,7 +116,7 @@ def load_benchmark(
     spec = BENCHMARKS[name]
     loader = load_image_data
     if spec.dataset in ("cifar10", "cifar100", "tinyimagenet"):
-        from .vision_data import load_vision_data as loader
+        from .vision import load_vision_data as loader
     data = loader(spec.dataset, data_root=data_root, download=download, cache_dir=cache_dir)
     num_classes = spec.n_tasks * spec.classes_per_task
     if class_order_seed is None:

@@ -23,7 +23,7 @@ device (see :class:`replaymask.augment.StrongTransform`).
 import torch
 import torch.nn.functional as F
 
-from ..augment import StrongTransform
+from ...data.augment import StrongTransform
 from ..backbones import frozen_batchnorm_stats
 from ..contrastive import supervised_contrastive_loss
 from .base import ContinualMethod

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from .. import __version__
+from ..config import RunConfig
+from ..data.benchmarks import Benchmark
 from .analysis import StabilityProbe
-from .benchmarks import Benchmark
+from .backbones import backbone_for
 from .checkpoint import load_newest_checkpoint, save_checkpoint
-from .config import RunConfig
 from .evaluation import evaluate
 from .methods import METHOD_CLASSES
 from .metrics import summarize
@@ -95,7 +96,7 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     seed_everything(config.seed)
     device = torch.device(config.device)
     benchmark = benchmark.to(device)
-    net = benchmark.make_backbone().to(device)
+    net = backbone_for(benchmark).to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model = torch.compile(net) if config.compile else net

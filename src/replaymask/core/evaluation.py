@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .benchmarks import Benchmark
+from ..data.benchmarks import Benchmark
 
 EVAL_ELEMENTS = 2048 * 784  # input elements per forward pass: 2048 MNIST images, 522
 # CIFAR or 130 TinyImageNet ones; bounds peak memory, and larger is not faster on CPU

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config import RunConfig
 from ..buffer import ReservoirBuffer
-from ..config import RunConfig
 from ..gms import gms_cross_entropy, live_classes
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import (
+from ..config import (
     ConfigError,
     RunConfig,
     check_mask_value,
@@ -338,8 +338,8 @@ def execute_run(config_dict: dict, data_root: str | None, checkpoint_dir: str | 
     With ``checkpoint_dir`` it checkpoints at every task end and resumes from there."""
     import torch
 
-    from .benchmarks import load_benchmark
-    from .training import Checkpointing, train
+    from ..core.training import Checkpointing, train
+    from ..data.benchmarks import load_benchmark
 
     torch.set_num_threads(1)  # one core per worker
     settings = dict(config_dict)

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .datasets import (
+from .mnist import (
     DataError,
     ImageData,
     _md5,

@@ -132,7 +132,7 @@ def csv_table(cells: list[Cell]) -> str:
 
 def write_report(results: list[dict], out_dir: str | Path, plots: bool = True) -> list[Path]:
     """Write report.md, report.csv and (with matplotlib) PNG plots; returns the paths."""
-    from .results import atomic_write
+    from ..core.results import atomic_write
 
     cells = group_runs(results)
     out_dir = Path(out_dir)

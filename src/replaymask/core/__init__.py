@@ -1,0 +1,2 @@
+"""The learning core: the loss, the buffer, the methods, the training loop, evaluation,
+metrics and checkpoints."""

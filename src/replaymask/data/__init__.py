@@ -1,0 +1,2 @@
+"""Data: benchmark protocols, data-set sources and readers, the array cache, tasks of
+tensors and the batched augmentation."""

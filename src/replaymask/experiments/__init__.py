@@ -1,0 +1,1 @@
+"""Experiments over many runs: sweeps, the results database, reports and plots."""
