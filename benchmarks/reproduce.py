@@ -61,15 +61,16 @@ TABLES = {"der-table": der_table, "gms-table": gms_table, "sgd-gms-table": sgd_g
 def run_one(settings: dict) -> dict:
     import torch
 
-    from replaymask.config import RunConfig, resolve
-    from replaymask.core.training import DivergenceError, train
+    from replaymask.config import resolve
+    from replaymask.core.results import DivergenceError
+    from replaymask.core.training import train
     from replaymask.data.benchmarks import load_benchmark
 
     torch.set_num_threads(1)  # one core per worker process
-    config, source = resolve(RunConfig(**settings))
+    config = resolve(settings)
     benchmark = load_benchmark(config.dataset, download=False)
     try:
-        result = train(config, benchmark, hyperparameter_source=source, progress=False)
+        result = train(config, benchmark, progress=False)
     except DivergenceError as error:  # an outcome to report, not a crash of the table
         return {"settings": settings, "config": config.to_dict(), "diverged": str(error)}
     return {"settings": settings, **result.to_dict()}
@@ -96,8 +97,9 @@ def run_table(name: str, workers: int) -> None:
 
 
 def label(settings: dict) -> str:
-    name = {"sgd": "SGD", "joint": "Joint", "er": "ER", "der": "DER", "derpp": "DER++",
-            "er_ace": "ER-ACE"}[settings["model"]]
+    from replaymask.core.methods import declaration
+
+    name = declaration(settings["model"]).label
     if settings.get("gms"):
         mask = settings.get("gms_mask_value", "-inf")
         name += f" + GMS (m={mask})"

@@ -43,10 +43,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from replaymask.config import RunConfig, resolve
+from replaymask.config import resolve
 from replaymask.core.backbones import backbone_for
-from replaymask.core.methods import METHOD_CLASSES
-from replaymask.data.benchmarks import BENCHMARKS, Benchmark
+from replaymask.core.methods import method_class
+from replaymask.core.run_config import RunConfig
+from replaymask.data.benchmarks import Benchmark
+from replaymask.data.protocols import BENCHMARKS
 
 SPEC = BENCHMARKS["seq-cifar10"]
 MEAN, STD = SPEC.mean, SPEC.std
@@ -116,9 +118,7 @@ def _cpu_model() -> str:
 
 
 def derpp_config(device: str) -> RunConfig:
-    config, _ = resolve(RunConfig(model="derpp", dataset="seq-cifar10", buffer_size=500,
-                                  device=device))
-    return config
+    return resolve(model="derpp", dataset="seq-cifar10", buffer_size=500, device=device)
 
 
 # --- (a) ours -----------------------------------------------------------------------------
@@ -127,8 +127,7 @@ def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int,
          model: str = "derpp") -> dict:
     """Steps of ``model`` in task 1, after task 0 filled its buffer (X-DER fills it at
     the end of a task; the others by reservoir)."""
-    config, _ = resolve(RunConfig(model=model, dataset="seq-cifar10", buffer_size=500,
-                                  device=str(device)))
+    config = resolve(model=model, dataset="seq-cifar10", buffer_size=500, device=str(device))
     torch.manual_seed(0)
     data = benchmark.to(device)
     net = backbone_for(data).to(device)
@@ -136,7 +135,7 @@ def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int,
         net = net.to(memory_format=torch.channels_last)
     transform = data.train_transform(torch.Generator(device=device).manual_seed(2),
                                      config.channels_last)
-    method = METHOD_CLASSES[model](net, transform, data.class_to_task.to(device), config)
+    method = method_class(model)(net, transform, data.class_to_task.to(device), config)
     precision = torch.autocast(device.type, dtype=torch.bfloat16,
                                enabled=config.precision == "bf16")
     first = data.task_indices("train", 0)[:2000]
@@ -257,9 +256,10 @@ def per_sample(benchmark: Benchmark, device: torch.device, steps: int, warmup: i
         loss = F.cross_entropy(outputs, labels)
         if buffer.seen > 0:
             replay, _, replay_logits = buffer.get(config.minibatch_size)
-            loss = loss + config.alpha * F.mse_loss(net(replay), replay_logits)
+            loss = loss + config.method_settings.alpha * F.mse_loss(net(replay), replay_logits)
             replay, replay_labels, _ = buffer.get(config.minibatch_size)
-            loss = loss + config.beta * F.cross_entropy(net(replay), replay_labels)
+            loss = loss + config.method_settings.beta * F.cross_entropy(net(replay),
+                                                                          replay_labels)
         loss.backward()
         optimizer.step()
         buffer.add(not_augmented, labels, outputs.detach())
@@ -332,10 +332,10 @@ def pipeline_only(benchmark: Benchmark, device: torch.device, steps: int, warmup
 def full_protocol(benchmark: Benchmark, device: torch.device, n_epochs: int | None) -> dict:
     from replaymask.core.training import train
 
-    config, source = resolve(RunConfig(model="derpp", dataset="seq-cifar10", buffer_size=500,
-                                       device=str(device), n_epochs=n_epochs))
+    config = resolve(model="derpp", dataset="seq-cifar10", buffer_size=500,
+                     device=str(device), n_epochs=n_epochs)
     with PeakMemory(device) as memory:
-        result = train(config, benchmark, hyperparameter_source=source, progress=True)
+        result = train(config, benchmark, progress=True)
     return {"wall_s": result.wall_time_s, "task_s": result.task_times_s, "peak_mib": memory.mib,
             "n_epochs": config.n_epochs, "precision": config.precision,
             "class_il_on_synthetic": result.metrics["class_il"]["average_accuracy"]}

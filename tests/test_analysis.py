@@ -5,13 +5,12 @@ import json
 import pytest
 
 from replaymask import cli
-from replaymask.config import RunConfig, resolve
+from replaymask.config import resolve
 from replaymask.core.training import train
 
 
 def analysed(tiny, **settings):
-    config, _ = resolve(RunConfig(model="er", buffer_size=20, n_epochs=4, batch_size=5,
-                                  **settings))
+    config = resolve(model="er", buffer_size=20, n_epochs=4, batch_size=5, **settings)
     return train(config, tiny, progress=False, analysis=True).analysis
 
 
@@ -42,7 +41,7 @@ def test_drift_is_measured_from_the_second_task_on(tiny):
 
 
 def test_analysis_does_not_change_the_training(tiny):
-    config, _ = resolve(RunConfig(model="derpp", buffer_size=20, n_epochs=2, gms=True))
+    config = resolve(model="derpp", buffer_size=20, n_epochs=2, gms=True)
     with_probe = train(config, tiny, progress=False, analysis=True)
     without = train(config, tiny, progress=False)
     assert with_probe.accuracy_matrix == without.accuracy_matrix

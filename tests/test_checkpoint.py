@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from replaymask.config import RunConfig, resolve
+from replaymask.config import resolve
 from replaymask.core import checkpoint
 from replaymask.core.checkpoint import (
     MAGIC,
@@ -21,7 +21,7 @@ from replaymask.core.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from replaymask.core.methods import METHOD_CLASSES
+from replaymask.core.methods import method_class
 from replaymask.core.training import Checkpointing, CheckpointMismatchError, train
 
 
@@ -34,13 +34,13 @@ def configured(model, **settings):
     if model == "xder":
         defaults.update(dataset="seq-cifar10", batch_size=8, minibatch_size=8,
                         simclr_batch_size=4, n_epochs=1)
-    return resolve(RunConfig(**{**defaults, **settings}))[0]
+    return resolve({**defaults, **settings})
 
 
 def crash_after(monkeypatch, model, steps):
     """Make the ``steps``-th training step of ``model`` raise, as a kill would."""
-    method_class = METHOD_CLASSES[model]
-    original = method_class.observe
+    learner = method_class(model)
+    original = learner.observe
     calls = {"n": 0}
 
     def observe(self, *args):
@@ -48,8 +48,8 @@ def crash_after(monkeypatch, model, steps):
         if calls["n"] == steps:
             raise Crash
         return original(self, *args)
-    monkeypatch.setattr(method_class, "observe", observe)
-    return lambda: monkeypatch.setattr(method_class, "observe", original)
+    monkeypatch.setattr(learner, "observe", observe)
+    return lambda: monkeypatch.setattr(learner, "observe", original)
 
 
 def same_outcome(first, second):

@@ -6,7 +6,9 @@ import math
 import pytest
 
 from replaymask import cli
-from replaymask.config import ConfigError, RunConfig, parse_mask_value, resolve
+from replaymask.config import resolve
+from replaymask.core.settings import Setting
+from replaymask.errors import ConfigError
 
 
 def run_cli(args, capsys):
@@ -66,13 +68,10 @@ BAD_INPUTS = [
     (["--gms", "--gms-mask-value", "inf"], "--gms-mask-value must be"),
     (["--gms", "--gms-mask-value", "+inf"], "--gms-mask-value must be"),
     (["--gms", "--gms-mask-value", "banana"], "--gms-mask-value must be"),
-    (["--gms-mask-value", "0"], "need --gms"),
-    (["--gms-on-buffer"], "need --gms"),
     (["--seed", "-1"], "--seed must be an integer >= 0"),
     (["--no-such-flag"], "unrecognized arguments"),
     (["--device", "tpu"], "--device must be"),
     (["--threads", "0"], "--threads must be an integer >= 1"),
-    (["--model", "er", "--gamma", "0.5"], "--gamma is an X-DER option"),
     (["--model", "xder", "--simclr-num-aug", "1"], "--simclr-num-aug must be an integer >= 2"),
     (["--model", "xder", "--simclr-temp", "0"], "--simclr-temp must be a finite number > 0"),
     (["--model", "xder", "--constr-eta", "-1"], "--constr-eta must be a finite number >= 0"),
@@ -130,19 +129,23 @@ def test_main_module_runs_as_a_subprocess(tmp_path):
 
 
 def test_mask_value_parsing():
-    assert parse_mask_value("-inf") == -math.inf
-    assert parse_mask_value("detach") == "detach"
-    assert parse_mask_value("-3") == -3.0
-    with pytest.raises(ConfigError):
-        parse_mask_value("inf")
+    mask = Setting("gms_mask_value", "mask_value", default=-math.inf)
+    assert mask.check("-inf") == -math.inf
+    assert mask.check(" Detach ") == "detach"
+    assert mask.check("-3") == -3.0 and mask.check(-3) == -3.0
+    with pytest.raises(ConfigError, match="--gms-mask-value must be"):
+        mask.check("inf")
 
 
 def test_nearest_best_args_row_is_used_and_named():
-    config, note = resolve(RunConfig(model="er", buffer_size=1000))
+    config = resolve(model="er", buffer_size=1000)
+    note = config.provenance.summary()
     assert config.lr == 0.1 and "buffer 500" in note and "nearest row to buffer 1000" in note
-    config, note = resolve(RunConfig(model="der", dataset="seq-fmnist", buffer_size=200))
-    assert (config.lr, config.alpha) == (0.03, 0.2) and "no row for seq-fmnist" in note
-    config, _ = resolve(RunConfig(model="sgd", buffer_size=500))
+    config = resolve(model="der", dataset="seq-fmnist", buffer_size=200)
+    note = config.provenance.summary()
+    assert (config.lr, config.method_settings.alpha) == (0.03, 0.2)
+    assert "no row for seq-fmnist" in note
+    config = resolve(model="sgd", buffer_size=500)
     assert config.buffer_size == 0
 
 

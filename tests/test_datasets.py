@@ -13,7 +13,8 @@ import torch
 
 from replaymask.data import mnist as datasets
 from replaymask.data.benchmarks import load_benchmark
-from replaymask.data.mnist import DataError, load_image_data, read_idx
+from replaymask.data.mnist import load_image_data, read_idx
+from replaymask.data.sources import DataError
 
 from .conftest import write_idx, write_mnist_like
 

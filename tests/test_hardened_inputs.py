@@ -2,6 +2,10 @@
 ends in one line on stderr starting ``replaymask: error:``, exit status 2, no traceback and
 nothing written (no output folder, no results database).
 
+The core settings are specified here, by hand; each method's own settings are taken from
+its declaration (``METHOD["settings"]`` in its file), so that a new method's flags and
+sweep keys are tested without editing this file.
+
 Nothing here trains or loads data: a module fixture replaces ``load_benchmark``, ``train``
 and ``run_sweep`` by a function raising ``InputAccepted``, so an input that wrongly gets
 past the checks fails its test at once, and the positive controls show that valid inputs
@@ -26,14 +30,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replaymask import cli
-from replaymask.config import MAX_COUNT, METHODS, PRECISIONS, SEED_LIMIT, RunConfig, resolve
-from replaymask.data.benchmarks import BENCHMARKS
+from replaymask.config import (
+    MAX_COUNT,
+    PRECISIONS,
+    SEED_LIMIT,
+    method_settings,
+    methods_using,
+    resolve,
+)
+from replaymask.core.methods import method_names
+from replaymask.data.protocols import BENCHMARKS
 from replaymask.experiments.store import ResultsStore
-from replaymask.experiments.sweep import MAX_RUNS, SWEEP_KEYS, config_hash, load_sweep, run_sweep
+from replaymask.experiments.sweep import MAX_RUNS, load_sweep, run_sweep, sweep_keys
 
 FAST = settings(deadline=None, database=None, max_examples=40,
                 suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 DATASETS = tuple(BENCHMARKS)
+METHODS = method_names()
+SWEEP_KEYS = sweep_keys()
+OWN_SETTINGS = method_settings()  # every method's own settings, from the declarations
 
 
 class InputAccepted(Exception):
@@ -115,6 +130,18 @@ def bad_floats(positive: bool):
                      ARG_TEXT).filter(lambda text: not _float_ok(text, positive))
 
 
+def bad_texts_for(setting):
+    """Bad command-line values of a method's own setting, from its declaration (floats
+    have a lower bound of 0 in every declaration so far; the assertion says if one differs)."""
+    if setting.kind == "float":
+        assert setting.minimum == 0, setting
+        return bad_floats(positive=setting.above_minimum)
+    if setting.kind == "int":
+        return bad_ints(int(setting.minimum), int(setting.maximum))
+    assert setting.kind == "choice", setting
+    return bad_choices(setting.choices)
+
+
 def bad_choices(choices):
     near_misses = st.sampled_from(choices).flatmap(lambda c: st.sampled_from([
         c.upper(), c.title(), f" {c}", f"{c} ", c.replace("-", "_"), c.replace("_", "-"),
@@ -170,7 +197,11 @@ BAD_MASK_VALUES = st.one_of(
     ODD_TEXT, ARG_TEXT,
 ).filter(lambda text: text != "" and not _mask_ok(text))
 
-XDER = ["--model", "xder"]
+def needs(name: str) -> list[str]:
+    """The flags under which a method's own setting is the chosen method's."""
+    return ["--model", methods_using(name)[0]]
+
+
 # flag -> (flags it needs, bad values)
 RUN_FLAGS = {
     "--buffer-size": ([], bad_ints(0, MAX_COUNT)),
@@ -179,8 +210,6 @@ RUN_FLAGS = {
     "--batch-size": ([], bad_ints(1, MAX_COUNT)),
     "--minibatch-size": ([], bad_ints(1, MAX_COUNT)),
     "--lr": ([], bad_floats(positive=True)),
-    "--alpha": ([], bad_floats(positive=False)),
-    "--beta": ([], bad_floats(positive=False)),
     "--gms-mask-value": (["--gms"], BAD_MASK_VALUES),
     "--class-order-seed": ([], bad_ints(0, SEED_LIMIT - 1)),
     # huge values are left out: see test_a_huge_thread_count_is_refused (a cli.py fix)
@@ -190,14 +219,8 @@ RUN_FLAGS = {
     "--device": ([], BAD_DEVICES),
     "--precision": ([], bad_choices(PRECISIONS)),
     "--lr-milestones": ([], BAD_MILESTONES),
-    "--gamma": (XDER, bad_floats(positive=False)),
-    "--lambd": (XDER, bad_floats(positive=False)),
-    "--constr-eta": (XDER, bad_floats(positive=False)),
-    "--constr-margin": (XDER, bad_floats(positive=False)),
-    "--simclr-temp": (XDER, bad_floats(positive=True)),
-    "--simclr-batch-size": (XDER, bad_ints(0, MAX_COUNT)),
-    "--simclr-num-aug": (XDER, bad_ints(2, MAX_COUNT)),
-}
+} | {setting.flag: (needs(name), bad_texts_for(setting))
+     for name, setting in OWN_SETTINGS.items() if setting.kind != "bool"}
 # Valid values of other flags, given alongside the bad one.
 GOOD_FLAGS = {
     "--buffer-size": st.integers(0, MAX_COUNT).map(str),
@@ -206,8 +229,6 @@ GOOD_FLAGS = {
     "--batch-size": st.integers(1, 256).map(str),
     "--minibatch-size": st.integers(1, 256).map(str),
     "--lr": st.floats(1e-6, 10).map(repr),
-    "--alpha": st.floats(0, 10).map(repr),
-    "--beta": st.floats(0, 10).map(repr),
     "--class-order-seed": st.integers(0, SEED_LIMIT - 1).map(str),
     "--dataset": st.sampled_from(DATASETS),
     "--precision": st.sampled_from(PRECISIONS),
@@ -269,8 +290,6 @@ def test_valid_run_flags_get_past_every_check_to_the_data(groups, model, gms):
     (["run", "--out", "OUT", "--lr"], "expected one argument"),
     (["run", "--buffer-size", "1", "--buffer-size", "-1", "--out", "OUT"],
      "--buffer-size must be"),
-    (["run", "--gms-mask-value=0", "--out", "OUT"], "need --gms"),
-    (["run", "--simclr-temp=0.5", "--out", "OUT"], "--simclr-temp is an X-DER option"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["sweep"], "the following arguments are required"),
     (["analyze", "--mask-values", "none,nan", "--out", "OUT"], "--gms-mask-value must be"),
@@ -283,6 +302,21 @@ def test_command_line_mistakes_are_one_escaped_line(argv, message):
         code, stdout, stderr = call([tmp + "/out" if arg == "OUT" else arg for arg in argv])
         assert_one_clear_error(code, stdout, stderr, mentions=message)
         assert not os.listdir(tmp)
+
+
+@pytest.mark.parametrize("argv, warning", [
+    (["--gms-mask-value=0"], "--gms-mask-value ignored: needs gms"),
+    (["--gms-on-buffer"], "--gms-on-buffer ignored: needs gms"),
+    (["--model", "er", "--simclr-temp=0.5"], "--simclr-temp ignored: er has no such setting"),
+    (["--model", "sgd", "--buffer-size", "50"], "--buffer-size ignored: sgd keeps no buffer"),
+])
+def test_a_setting_that_cannot_matter_is_ignored_with_a_warning_as_in_sweep_files(argv,
+                                                                                 warning):
+    with tempfile.TemporaryDirectory() as tmp:
+        err = io.StringIO()
+        with pytest.raises(InputAccepted), contextlib.redirect_stderr(err):
+            cli.main(["run", *argv, "--out", tmp + "/out"])
+        assert f"replaymask: warning: {warning}" in err.getvalue()
 
 
 # --- values in a sweep file ---------------------------------------------------------------
@@ -303,16 +337,26 @@ def _is_int(value) -> bool:
 
 INT_RANGES = {"buffer_size": (0, MAX_COUNT), "seed": (0, SEED_LIMIT - 1),
               "class_order_seed": (0, SEED_LIMIT - 1), "n_epochs": (1, MAX_COUNT),
-              "batch_size": (1, MAX_COUNT), "minibatch_size": (1, MAX_COUNT),
-              "simclr_batch_size": (0, MAX_COUNT), "simclr_num_aug": (2, MAX_COUNT)}
-POSITIVE = ("lr", "simclr_temp")
-NON_NEGATIVE = ("alpha", "beta", "gamma", "lambd", "constr_eta", "constr_margin")
-CHOICES = {"model": METHODS, "dataset": DATASETS, "der_logits": ("stream", "post-step"),
-           "precision": PRECISIONS}
-BOOLS = ("gms", "gms_on_buffer", "compile", "channels_last", "past_constraint")
-OPTIONAL = {"n_epochs", "batch_size", "minibatch_size", "lr", "alpha", "beta",
-            "class_order_seed", "lr_milestones", "precision", "channels_last", *NON_NEGATIVE,
-            "simclr_temp", "simclr_batch_size", "simclr_num_aug", "past_constraint"}
+              "batch_size": (1, MAX_COUNT), "minibatch_size": (1, MAX_COUNT)}
+POSITIVE = ["lr"]
+NON_NEGATIVE = []
+CHOICES = {"model": METHODS, "dataset": DATASETS, "precision": PRECISIONS}
+BOOLS = ["gms", "gms_on_buffer", "compile", "channels_last"]
+OPTIONAL = {"n_epochs", "batch_size", "minibatch_size", "lr", "class_order_seed",
+            "lr_milestones", "precision", "channels_last"}
+for _name, _setting in OWN_SETTINGS.items():  # the methods' own, as declared
+    if _setting.kind == "int":
+        INT_RANGES[_name] = (int(_setting.minimum), int(_setting.maximum))
+    elif _setting.kind == "float":
+        assert _setting.minimum == 0, _setting
+        (POSITIVE if _setting.above_minimum else NON_NEGATIVE).append(_name)
+    elif _setting.kind == "choice":
+        CHOICES[_name] = _setting.choices
+    else:
+        assert _setting.kind == "bool", _setting
+        BOOLS.append(_name)
+    if _setting.default is None:
+        OPTIONAL.add(_name)
 
 
 def setting_ok(key: str, value) -> bool:
@@ -349,28 +393,30 @@ GOOD_SETTINGS = {
     "batch_size": st.none() | st.integers(1, MAX_COUNT),
     "minibatch_size": st.none() | st.integers(1, MAX_COUNT),
     "lr": st.none() | st.floats(0, 1e6, exclude_min=True) | st.integers(1, 10),
-    "alpha": st.none() | st.floats(0, 1e6) | st.integers(0, 10),
-    "beta": st.none() | st.floats(0, 1e6) | st.integers(0, 10),
     "gms": st.booleans(),
     "gms_mask_value": st.sampled_from(["-inf", "detach", " detach", "-1e3"])
     | st.floats(allow_nan=False).filter(lambda v: v != math.inf) | st.integers(-10, 10),
     "gms_on_buffer": st.booleans(),
-    "der_logits": st.sampled_from(["stream", "post-step"]),
     "class_order_seed": st.none() | st.integers(0, SEED_LIMIT - 1),
     "device": st.sampled_from(["cpu", "cuda", "cuda:0", "cuda:127"]),
     "lr_milestones": st.none(),
     "precision": st.none() | st.sampled_from(PRECISIONS),
     "channels_last": st.none() | st.booleans(),
     "compile": st.booleans(),
-    "gamma": st.none() | st.floats(0, 1e6),
-    "lambd": st.none() | st.floats(0, 1e6),
-    "constr_eta": st.none() | st.floats(0, 1e6),
-    "constr_margin": st.none() | st.floats(0, 1e6),
-    "simclr_temp": st.none() | st.floats(0, 1e6, exclude_min=True),
-    "simclr_batch_size": st.none() | st.integers(0, MAX_COUNT),
-    "simclr_num_aug": st.none() | st.integers(2, MAX_COUNT),
-    "past_constraint": st.none() | st.booleans(),
 }
+
+
+def _good_values(name: str):
+    """Valid values of a method's own setting, from its declaration."""
+    kind = OWN_SETTINGS[name].kind
+    strategy = (st.integers(*INT_RANGES[name]) if kind == "int"
+                else st.floats(0, 1e6, exclude_min=name in POSITIVE)
+                | st.integers(1 if name in POSITIVE else 0, 10) if kind == "float"
+                else st.sampled_from(CHOICES[name]) if kind == "choice" else st.booleans())
+    return st.none() | strategy if name in OPTIONAL else strategy
+
+
+GOOD_SETTINGS |= {name: _good_values(name) for name in OWN_SETTINGS}
 assert GOOD_SETTINGS.keys() == SWEEP_KEYS
 
 # YAML values that are no run setting: dates, bytes (!!binary), sets (!!set)
@@ -406,8 +452,8 @@ def bad_value_documents(draw):
     good = draw(st.lists(GOOD_SETTINGS[key], max_size=2))
     shapes = [bad, draw(st.permutations([*good, bad])), [], [[bad]], [*good, [bad, bad]],
               {"value": bad}, [*good, {key: bad}]]
-    if key == "lr_milestones":  # its value is a list: [] (no milestones) is a good one
-        shapes.remove([])
+    if key == "lr_milestones":  # its value is a list: wrapping a bad epoch in lists can
+        shapes = [bad, {"value": bad}]  # make a good value ([1], [[1]]), and [] is good too
     value = draw(st.sampled_from(shapes))
     grid = draw(good_grids(leave_out=[key], min_size=0))
     grid[_spelled(key, draw(st.booleans()))] = value
@@ -740,16 +786,13 @@ def _same_number_otherwise(value):
 @settings(FAST, max_examples=150)
 @given(settings_=valid_settings())
 def test_valid_settings_resolve_and_equal_configs_hash_equally(settings_):
-    config = RunConfig(**settings_)
-    resolved, note = resolve(config)
-    assert note and resolved.lr is not None and resolved.n_epochs >= 1
+    resolved = resolve(settings_)
+    assert resolved.provenance.summary() and resolved.lr > 0 and resolved.n_epochs >= 1
     json.dumps(resolved.to_dict(), allow_nan=False)  # -inf is written as the string "-inf"
-    again, _ = resolve(resolved)
-    assert again == resolved and config_hash(again) == config_hash(resolved)
-    twin = RunConfig(**{k: _same_number_otherwise(v) if k in FLOAT_KEYS else v
-                        for k, v in settings_.items()})
-    assert twin == config
-    assert config_hash(resolve(twin)[0]) == config_hash(resolved)
+    again = resolve(resolved.to_dict())  # the stored form describes the same run
+    assert again == resolved and again.hash == resolved.hash
+    twin = {k: _same_number_otherwise(v) if k in FLOAT_KEYS else v for k, v in settings_.items()}
+    assert resolve(twin).hash == resolved.hash
 
 
 @settings(FAST, max_examples=60)
@@ -760,7 +803,7 @@ def test_a_sweep_file_and_the_api_give_the_same_run(settings_):
         sweep_file = Path(tmp) / "sweep.yaml"
         sweep_file.write_text(_dump(settings_), encoding="utf-8")
         (config,) = load_sweep(sweep_file)
-    assert config_hash(config) == config_hash(resolve(RunConfig(**settings_))[0])
+    assert config.hash == resolve(settings_).hash
 
 
 def test_a_sweep_starts_no_more_workers_than_runs(monkeypatch):
@@ -788,7 +831,7 @@ def test_a_sweep_starts_no_more_workers_than_runs(monkeypatch):
 
     monkeypatch.setattr(sweep, "ProcessPoolExecutor", Pool)
     with tempfile.TemporaryDirectory() as tmp:
-        configs = [resolve(RunConfig(model="er", seed=s))[0] for s in (0, 1)]
+        configs = [resolve(model="er", seed=s) for s in (0, 1)]
         store = ResultsStore(Path(tmp) / "r.db")
         summary = run_sweep(configs, store, workers=10**30, progress=False)
         store.connection.close()

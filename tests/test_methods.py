@@ -5,17 +5,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from replaymask.config import METHODS, RunConfig, resolve
+from replaymask.config import resolve
 from replaymask.core.backbones import backbone_for
-from replaymask.core.methods import METHOD_CLASSES
+from replaymask.core.methods import method_class, method_names
 
 
 def make(model, tiny, **settings):
-    config, _ = resolve(RunConfig(model=model, buffer_size=settings.pop("buffer_size", 50),
-                                  **settings))
+    config = resolve(model=model, buffer_size=settings.pop("buffer_size", 50), **settings)
     torch.manual_seed(0)
     net = backbone_for(tiny)
-    return METHOD_CLASSES[model](net, tiny.prepare, tiny.class_to_task, config)
+    return method_class(model)(net, tiny.prepare, tiny.class_to_task, config)
 
 
 def task_batch(tiny, task, size=10):
@@ -27,7 +26,7 @@ def classifier_rows(method):
     return method.net.classifier.weight.detach().clone()
 
 
-@pytest.mark.parametrize("model", METHODS)
+@pytest.mark.parametrize("model", method_names())
 @pytest.mark.parametrize("gms", [False, True])
 def test_every_method_takes_steps_and_returns_a_finite_detached_loss(model, tiny, gms):
     method = make(model, tiny, gms=gms)
@@ -151,9 +150,10 @@ def test_joint_restarts_from_a_fresh_network_at_each_task(tiny):
 
 
 def test_resolved_config_drives_the_method(tiny):
-    config, _ = resolve(RunConfig(model="derpp", buffer_size=200))
-    assert (config.lr, config.minibatch_size, config.alpha, config.beta) == (0.03, 128, 0.2, 1.0)
-    method = METHOD_CLASSES["derpp"](backbone_for(tiny), tiny.prepare, tiny.class_to_task,
-                                     replace(config, minibatch_size=7))
+    config = resolve(model="derpp", buffer_size=200)
+    assert (config.lr, config.minibatch_size) == (0.03, 128)
+    assert dict(config.method_settings) == {"alpha": 0.2, "beta": 1.0, "der_logits": "stream"}
+    method = method_class("derpp")(backbone_for(tiny), tiny.prepare, tiny.class_to_task,
+                                   replace(config, minibatch_size=7))
     fill_with_task0(method, tiny)
     assert len(method.buffer.sample(method.config.minibatch_size).labels) == 7

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from replaymask import cli
-from replaymask.config import RunConfig, resolve
+from replaymask.config import resolve
 from replaymask.experiments import sweep
 from replaymask.experiments.store import ResultsStore
-from replaymask.experiments.sweep import SweepError, config_hash, load_sweep, run_sweep
+from replaymask.experiments.sweep import SweepError, load_sweep, run_sweep
 
 
 def write(tmp_path, text, name="sweep.yaml"):
@@ -43,8 +43,8 @@ grids:
 def test_config_hash_is_stable_and_distinguishes_runs(tmp_path):
     first = load_sweep(write(tmp_path, "model: er\nseed: [0, 1]\n"))
     again = load_sweep(write(tmp_path, "seed: [0, 1]\nmodel: er\n", "other.yaml"))
-    assert [config_hash(c) for c in first] == [config_hash(c) for c in again]
-    assert config_hash(first[0]) != config_hash(first[1])
+    assert [c.hash for c in first] == [c.hash for c in again]
+    assert first[0].hash != first[1].hash
 
 
 @pytest.mark.parametrize("text, message", [
@@ -146,8 +146,8 @@ def test_report_on_a_missing_database_is_exit_2(tmp_path, capsys):
 
 
 def test_worker_errors_name_the_exception(mnist_like_root):
-    resolved, _ = resolve(RunConfig(model="sgd", lr=1e30))
-    result, error = sweep.execute_run(resolved.to_dict(), str(mnist_like_root))
+    resolved = resolve(model="sgd", lr=1e30)
+    result, error = sweep.execute_run(resolved, str(mnist_like_root))
     assert result is None and error.startswith("DivergenceError: training diverged")
 
 

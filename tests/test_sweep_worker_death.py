@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from replaymask.experiments.store import ResultsStore
-from replaymask.experiments.sweep import config_hash, load_sweep, run_sweep
+from replaymask.experiments.sweep import load_sweep, run_sweep
 
 
 def children(pid):
@@ -55,7 +55,7 @@ def test_runs_of_a_killed_worker_are_rerun_from_their_checkpoints_and_recorded_o
     assert killed, "a worker should have been killed mid-sweep"
     assert summary.failed == 0
     rows = {row["config_hash"]: row for row in store.runs()}
-    assert set(rows) == {config_hash(c) for c in configs}
+    assert set(rows) == {c.hash for c in configs}
     expected = {row["config_hash"]: row for row in clean.runs()}
     for key, row in rows.items():
         assert row["status"] == "done" and row["attempts"] == 1

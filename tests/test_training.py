@@ -5,15 +5,14 @@ import json
 import pytest
 import torch
 
-from replaymask.config import RunConfig, resolve
+from replaymask.config import resolve
 from replaymask.core.backbones import backbone_for
 from replaymask.core.results import matrix_csv, write_result
 from replaymask.core.training import DivergenceError, train
 
 
 def run(tiny, **settings):
-    config, source = resolve(RunConfig(**settings))
-    return train(config, tiny, hyperparameter_source=source, progress=False)
+    return train(resolve(settings), tiny, progress=False)
 
 
 def test_accuracy_matrices_are_lower_triangular_percentages(tiny):
@@ -112,9 +111,8 @@ def test_a_vision_run_with_augmentation_is_deterministic_for_a_seed(tiny_vision,
 
 
 def test_bf16_autocast_and_channels_last_train_and_store_float32_logits(tiny_vision):
-    config, _ = resolve(RunConfig(model="derpp", dataset="seq-cifar10", buffer_size=10,
-                                  n_epochs=1, batch_size=8, minibatch_size=8,
-                                  precision="bf16", channels_last=True))
+    config = resolve(model="derpp", dataset="seq-cifar10", buffer_size=10, n_epochs=1,
+                     batch_size=8, minibatch_size=8, precision="bf16", channels_last=True)
     result = train(config, tiny_vision, progress=False)
     assert all(0 <= v <= 100 for row in result.accuracy_matrix["class_il"] for v in row)
     assert result.config.to_dict()["precision"] == "bf16"
@@ -123,11 +121,11 @@ def test_bf16_autocast_and_channels_last_train_and_store_float32_logits(tiny_vis
 def test_the_learning_rate_drops_tenfold_at_each_milestone_within_a_task():
     from replaymask.core.training import learning_rate
 
-    config, _ = resolve(RunConfig(model="er", dataset="seq-cifar100", buffer_size=500))
+    config = resolve(model="er", dataset="seq-cifar100", buffer_size=500)
     assert config.lr_milestones == (35, 45)
     rates = [learning_rate(config, epoch) for epoch in (0, 34, 35, 44, 45, 49)]
     assert rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    plain, _ = resolve(RunConfig(model="er", dataset="seq-cifar10"))
+    plain = resolve(model="er", dataset="seq-cifar10")
     assert plain.lr_milestones == () and learning_rate(plain, 49) == plain.lr
 
 
@@ -160,14 +158,14 @@ def test_compile_option_compiles_the_backbone_used_for_training_and_evaluation(t
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("model", ["er", "der", "derpp", "er_ace", "xder"])
 def test_training_steps_never_wait_for_the_gpu(tiny_vision, model):
-    from replaymask.core.methods import METHOD_CLASSES
+    from replaymask.core.methods import method_class
 
-    config, _ = resolve(RunConfig(model=model, dataset="seq-cifar10", buffer_size=20,
-                                  batch_size=8, minibatch_size=8, device="cuda",
-                                  gms=True, simclr_batch_size=4))
+    settings = {"simclr_batch_size": 4} if model == "xder" else {}
+    config = resolve(model=model, dataset="seq-cifar10", buffer_size=20, batch_size=8,
+                     minibatch_size=8, device="cuda", gms=True, **settings)
     data = tiny_vision.to("cuda")
     transform = data.train_transform(torch.Generator(device="cuda").manual_seed(0))
-    method = METHOD_CLASSES[model](backbone_for(data).cuda(), transform,
+    method = method_class(model)(backbone_for(data).cuda(), transform,
                                    data.class_to_task.cuda(), config)
     index = data.task_indices("train", 1)
     images, labels = data.train_images[index], data.train_labels[index]

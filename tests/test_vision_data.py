@@ -21,8 +21,9 @@ import pytest
 import torch
 from PIL import Image
 
+from replaymask.data import tinyimagenet
 from replaymask.data import vision as vision_data
-from replaymask.data.mnist import DataError
+from replaymask.data.sources import DataError
 from replaymask.data.vision import VISION_DATASETS, VISION_SPECS, load_vision_data
 
 from .vision_files import (
@@ -170,8 +171,8 @@ def test_second_load_comes_from_the_cache(tiny_source, tmp_path, monkeypatch):
     copy_tiny(tiny_source, tmp_path)
     first = {name: load(name, tmp_path) for name in ("cifar10", "tinyimagenet")}
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
-    monkeypatch.setattr(vision_data, "_read_cifar", lambda *a: pytest.fail("cache not used"))
-    monkeypatch.setattr(vision_data, "_decode_jpegs", lambda *a: pytest.fail("cache not used"))
+    monkeypatch.setattr(vision_data, "read_cifar", lambda *a: pytest.fail("cache not used"))
+    monkeypatch.setattr(tinyimagenet, "decode_jpegs", lambda *a: pytest.fail("cache not used"))
     for name, data in first.items():
         again = load(name, tmp_path)
         assert torch.equal(data.train_images, again.train_images)

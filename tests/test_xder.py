@@ -6,22 +6,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from replaymask.config import RunConfig, resolve
+from replaymask.config import resolve
 from replaymask.core.backbones import ResNet18, backbone_for, frozen_batchnorm_stats
 from replaymask.core.contrastive import supervised_contrastive_loss
-from replaymask.core.methods import METHOD_CLASSES
+from replaymask.core.methods import method_class
 from replaymask.core.methods.xder import transplant_logits
 
 
 def make_xder(benchmark, **settings):
-    config, _ = resolve(RunConfig(model="xder", dataset="seq-cifar10",
-                                  buffer_size=settings.pop("buffer_size", 20),
-                                  batch_size=8, minibatch_size=8, simclr_batch_size=4,
-                                  **settings))
+    config = resolve(model="xder", dataset="seq-cifar10",
+                     buffer_size=settings.pop("buffer_size", 20), batch_size=8,
+                     minibatch_size=8, simclr_batch_size=4, **settings)
     torch.manual_seed(0)
     transform = benchmark.train_transform(torch.Generator().manual_seed(1))
-    return METHOD_CLASSES["xder"](backbone_for(benchmark), transform,
-                                  benchmark.class_to_task, config)
+    return method_class("xder")(backbone_for(benchmark), transform,
+                                benchmark.class_to_task, config)
 
 
 def task_data(benchmark, task):
@@ -180,7 +179,8 @@ def test_resnet18_has_the_reference_size_and_works_at_32_and_64_pixels():
     ("seq-cifar10", 200, dict(lr=0.03, alpha=0.3, gamma=0.85, lambd=0.05, simclr_num_aug=2)),
 ])
 def test_xder_defaults_come_from_mammoths_seq_cifar100_table(dataset, buffer, expected):
-    config, note = resolve(RunConfig(model="xder", dataset=dataset, buffer_size=buffer))
-    assert {k: getattr(config, k) for k in expected} == expected
-    assert "seq-cifar100" in note
-    assert resolve(RunConfig(model="derpp", dataset=dataset))[0].gamma is None
+    config = resolve(model="xder", dataset=dataset, buffer_size=buffer)
+    values = {"lr": config.lr, **config.method_settings}
+    assert {k: values[k] for k in expected} == expected
+    assert "seq-cifar100" in config.provenance.summary()
+    assert "gamma" not in resolve(model="derpp", dataset=dataset).method_settings

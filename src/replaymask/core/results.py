@@ -1,4 +1,4 @@
-"""Writing a run's results: result.json and accuracy_matrix.csv, each atomically."""
+"""A run's results, and writing them: result.json and accuracy_matrix.csv, each atomically."""
 
 from __future__ import annotations
 
@@ -7,9 +7,60 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .training import RunResult
+from .run_config import RunConfig
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite: the run has no result."""
+
+
+@dataclass
+class RunResult:
+    """What a run measured: its accuracy matrices (row i = after task i, column j = task
+    j, in percent), the metrics derived from them, and the configuration with its
+    provenance."""
+
+    config: RunConfig
+    benchmark_source: str
+    class_order: list[int]
+    accuracy_matrix: dict[str, list[list[float]]]
+    random_init_accuracy: dict[str, list[float]]
+    before_task_accuracy: dict[str, list[float | None]]
+    metrics: dict[str, dict]
+    wall_time_s: float
+    task_times_s: list[float] = field(default_factory=list)
+    analysis: list[dict] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def class_il(self) -> float:
+        """Class-IL average accuracy after the last task (%)."""
+        return self.metrics["class_il"]["average_accuracy"]
+
+    @property
+    def task_il(self) -> float:
+        """Task-IL average accuracy after the last task (%)."""
+        return self.metrics["task_il"]["average_accuracy"]
+
+    def to_dict(self) -> dict:
+        """``result.json``'s content, as stored in the results database too."""
+        return {
+            "config": self.config.to_dict(),
+            "hyperparameter_source": self.config.provenance.summary(),
+            "provenance": self.config.provenance.to_dict(),
+            "benchmark": {"source": self.benchmark_source, "class_order": self.class_order},
+            "accuracy_matrix": self.accuracy_matrix,
+            "metrics": self.metrics,
+            "random_init_accuracy": self.random_init_accuracy,
+            "before_task_accuracy": self.before_task_accuracy,
+            "wall_time_s": self.wall_time_s,
+            "task_times_s": self.task_times_s,
+            "versions": self.versions,
+            **({"analysis": self.analysis} if self.analysis is not None else {}),
+        }
 
 
 def write_result(out_dir: str | Path, result: RunResult) -> Path:
@@ -54,7 +105,7 @@ def format_summary(result: RunResult) -> str:
                      f"  bwt {_fmt(m['bwt'])}  fwt {_fmt(m['fwt'])}")
         lines.append("")
     lines.append(f"wall time {result.wall_time_s:.1f} s; hyper-parameters: "
-                 f"{result.hyperparameter_source}")
+                 f"{result.config.provenance.summary()}")
     return "\n".join(lines)
 
 

@@ -6,58 +6,25 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import __version__
-from ..config import RunConfig
 from ..data.benchmarks import Benchmark
+from ..version import __version__
 from .analysis import StabilityProbe
 from .backbones import backbone_for
 from .checkpoint import load_newest_checkpoint, save_checkpoint
 from .evaluation import evaluate
-from .methods import METHOD_CLASSES
+from .methods import method_class
 from .metrics import summarize
+from .results import DivergenceError, RunResult
+from .run_config import RunConfig
 
 CHECK_EVERY = 100  # steps between loss read-backs (divergence check, progress bar)
-
-
-class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-@dataclass
-class RunResult:
-    config: RunConfig
-    hyperparameter_source: str
-    benchmark_source: str
-    class_order: list[int]
-    accuracy_matrix: dict[str, list[list[float]]]
-    random_init_accuracy: dict[str, list[float]]
-    before_task_accuracy: dict[str, list[float | None]]
-    metrics: dict[str, dict]
-    wall_time_s: float
-    task_times_s: list[float] = field(default_factory=list)
-    analysis: list[dict] | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "config": self.config.to_dict(),
-            "hyperparameter_source": self.hyperparameter_source,
-            "benchmark": {"source": self.benchmark_source, "class_order": self.class_order},
-            "accuracy_matrix": self.accuracy_matrix,
-            "metrics": self.metrics,
-            "random_init_accuracy": self.random_init_accuracy,
-            "before_task_accuracy": self.before_task_accuracy,
-            "wall_time_s": self.wall_time_s,
-            "task_times_s": self.task_times_s,
-            "versions": {"replaymask": __version__, "torch": torch.__version__},
-            **({"analysis": self.analysis} if self.analysis is not None else {}),
-        }
 
 
 def seed_everything(seed: int) -> None:
@@ -82,12 +49,12 @@ class CheckpointMismatchError(RuntimeError):
     """The checkpoint to resume from was written for a different configuration."""
 
 
-def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = "",
-          progress: bool = True, analysis: bool = False,
-          checkpointing: Checkpointing | None = None) -> RunResult:
-    """Run ``config`` (already resolved) on ``benchmark`` and return its results.
+def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
+          analysis: bool = False, checkpointing: Checkpointing | None = None) -> RunResult:
+    """Run ``config`` (resolved by :func:`replaymask.config.resolve`) on ``benchmark`` and
+    return its results.
 
-    ``analysis`` adds the stability instrumentation of :mod:`replaymask.analysis`
+    ``analysis`` adds the stability instrumentation of :mod:`replaymask.core.analysis`
     (measured on probe batches; the training itself is unchanged). ``checkpointing``
     saves everything needed to continue exactly: a resumed run ends with the same
     accuracy matrices as an uninterrupted one.
@@ -104,8 +71,8 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     data_order = torch.Generator(device=device).manual_seed(config.seed)
     augmentation = torch.Generator(device=device).manual_seed(config.seed + 2)
     train_transform = benchmark.train_transform(augmentation, config.channels_last)
-    method = METHOD_CLASSES[config.model](model, train_transform,
-                                          benchmark.class_to_task.to(device), config)
+    method = method_class(config.model)(model, train_transform,
+                                        benchmark.class_to_task.to(device), config)
 
     def precision():  # a fresh context each time: autocast objects are not re-entrant
         return torch.autocast(device.type, dtype=torch.bfloat16,
@@ -201,7 +168,6 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
     random_init = run_state["random_init"]
     return RunResult(
         config=config,
-        hyperparameter_source=hyperparameter_source,
         benchmark_source=benchmark.source,
         class_order=list(benchmark.class_order),
         accuracy_matrix=matrix,
@@ -211,6 +177,7 @@ def train(config: RunConfig, benchmark: Benchmark, hyperparameter_source: str = 
         wall_time_s=elapsed_before + time.perf_counter() - start,
         task_times_s=run_state["task_times"],
         analysis=probe.records if probe is not None else None,
+        versions={"replaymask": __version__, "torch": torch.__version__},
     )
 
 

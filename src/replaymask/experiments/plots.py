@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from .report import Cell, _row_order
+from .cells import Cell, row_order
 
 
 def _pyplot():
@@ -49,7 +49,7 @@ def write_all(cells: list[Cell], out_dir: Path) -> list[Path]:
 def heatmaps(cells: list[Cell], path: Path) -> Path:
     """Mean Class-IL accuracy matrix of every (method, buffer)."""
     plt = _pyplot()
-    labels, buffers = _row_order(cells), sorted({c.buffer_size for c in cells})
+    labels, buffers = row_order(cells), sorted({c.buffer_size for c in cells})
     by_key = {(c.label, c.buffer_size): c for c in cells}
     figure, axes = plt.subplots(len(labels), len(buffers), squeeze=False,
                                 figsize=(2.6 * len(buffers) + 1, 2.4 * len(labels)))
@@ -84,10 +84,10 @@ def accuracy_after_each_task(cells: list[Cell], path: Path) -> Path:
                                 sharey=True)
     for axis, buffer_size in zip(axes[0], buffers, strict=True):
         for cell in sorted((c for c in cells if c.buffer_size == buffer_size),
-                           key=lambda c: _row_order(cells).index(c.label)):
+                           key=lambda c: row_order(cells).index(c.label)):
             curve = [statistics.fmean(row) for row in cell.mean_matrix("class_il")]
             axis.plot(range(1, len(curve) + 1), curve, label=cell.label, markersize=4,
-                      linewidth=1, **_style(cell.label, _row_order(cells)))
+                      linewidth=1, **_style(cell.label, row_order(cells)))
         axis.set_title(f"buffer {buffer_size}")
         axis.set_xlabel("after task")
         axis.set_ylim(0, 100)
@@ -101,7 +101,7 @@ def accuracy_vs_buffer(cells: list[Cell], path: Path) -> Path:
     """Final average accuracy against buffer size, mean ± std over seeds: one column per
     method (Class-IL above, Task-IL below), one line per GMS variant."""
     plt = _pyplot()
-    labels = _row_order(cells)
+    labels = row_order(cells)
     bases = [b for b in dict.fromkeys(label.split(" + GMS")[0] for label in labels)
              if len({c.buffer_size for c in cells if c.label.split(" + GMS")[0] == b}) > 1]
     if not bases:
@@ -134,13 +134,13 @@ def stability_plasticity(cells: list[Cell], path: Path) -> Path:
     """Old tasks' final accuracy (stability) against the newest task's (plasticity)."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
-    for label in _row_order(cells):
+    for label in row_order(cells):
         points = [c for c in cells if c.label == label]
         old = [statistics.fmean(statistics.fmean(r["accuracy_matrix"]["class_il"][-1][:-1])
                                 for r in c.results) for c in points]
         new = [statistics.fmean(r["accuracy_matrix"]["class_il"][-1][-1] for r in c.results)
                for c in points]
-        style = _style(label, _row_order(cells))
+        style = _style(label, row_order(cells))
         axis.scatter(new, old, label=label, c=style["color"], marker=style["marker"], s=22)
         for c, x, y in zip(points, new, old, strict=True):
             axis.annotate(str(c.buffer_size), (x, y), fontsize=6, xytext=(2, 2),

@@ -5,64 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 
-METHOD_NAMES = {"sgd": "SGD", "joint": "Joint", "er": "ER", "der": "DER", "derpp": "DER++",
-                "er_ace": "ER-ACE", "xder": "X-DER"}
-
-
-def method_label(config: dict) -> str:
-    """'DER++', 'DER++ + GMS (m=-inf)', 'ER + GMS (m=0.0, buffer masked)', ..."""
-    label = METHOD_NAMES.get(config["model"], config["model"])
-    if config.get("gms"):
-        options = [f"m={config.get('gms_mask_value', '-inf')}"]
-        if config.get("gms_on_buffer"):
-            options.append("buffer masked")
-        label += f" + GMS ({', '.join(options)})"
-    return label
-
-
-@dataclass
-class Cell:
-    """The runs of one (method label, dataset, buffer size): one value per seed."""
-
-    label: str
-    dataset: str
-    buffer_size: int
-    results: list[dict]
-
-    def values(self, setting: str) -> list[float]:
-        return [r["metrics"][setting]["average_accuracy"] for r in self.results]
-
-    def mean_matrix(self, setting: str) -> list[list[float]]:
-        matrices = [r["accuracy_matrix"][setting] for r in self.results]
-        return [[statistics.fmean(m[i][j] for m in matrices) for j in range(len(row))]
-                for i, row in enumerate(matrices[0])]
-
-
-def group_runs(results: list[dict]) -> list[Cell]:
-    """Group finished runs' results (``result.json`` dicts) into table cells."""
-    cells: dict[tuple, Cell] = {}
-    for result in results:
-        config = result["config"]
-        key = (method_label(config), config["dataset"], config["buffer_size"])
-        cells.setdefault(key, Cell(*key, results=[])).results.append(result)
-    return list(cells.values())
+from ..core.results import atomic_write
+from .cells import Cell, group_runs, row_order
 
 
 def _mean_std(values: list[float]) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.2f} ± {std:.2f}"
-
-
-def _row_order(cells: list[Cell]) -> list[str]:
-    methods = list(METHOD_NAMES.values())
-    def key(label: str):
-        base = label.split(" + GMS")[0]
-        return (methods.index(base) if base in methods else len(methods), " + GMS" in label,
-                label)
-    return sorted({c.label for c in cells}, key=key)
 
 
 def markdown_table(cells: list[Cell]) -> str:
@@ -72,7 +23,7 @@ def markdown_table(cells: list[Cell]) -> str:
     by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
     header = " | ".join(f"{d} buf {b}" for d, b in columns)
     lines = [f"| method | {header} |", "|---" * (len(columns) + 1) + "|"]
-    for label in _row_order(cells):
+    for label in row_order(cells):
         parts = []
         for dataset, buffer_size in columns:
             cell = by_key.get((label, dataset, buffer_size))
@@ -88,7 +39,7 @@ def gms_effect_table(cells: list[Cell], setting: str = "class_il") -> str:
     (dataset, buffer); a star marks a change larger than both cells' std combined."""
     by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
     variants = sorted({c.label.split(" + GMS")[1] for c in cells if " + GMS" in c.label})
-    bases = [label for label in _row_order(cells) if " + GMS" not in label]
+    bases = [label for label in row_order(cells) if " + GMS" not in label]
     columns = sorted({(c.dataset, c.buffer_size) for c in cells})
     lines = []
     for variant in variants:
@@ -132,8 +83,6 @@ def csv_table(cells: list[Cell]) -> str:
 
 def write_report(results: list[dict], out_dir: str | Path, plots: bool = True) -> list[Path]:
     """Write report.md, report.csv and (with matplotlib) PNG plots; returns the paths."""
-    from ..core.results import atomic_write
-
     cells = group_runs(results)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -121,6 +121,19 @@ class ResultsStore:
                            version = excluded.version, git_commit = excluded.git_commit,
                            finished_at = excluded.finished_at, attempts = runs.attempts + 1""",
                     values)
+
+        self._retry(write)
+
+    def replace_result(self, config_hash: str, result: dict) -> None:
+        """Rewrite a finished run's stored result (e.g. its corrected provenance), keeping
+        its key, configuration, status and history."""
+        def write():
+            with self._transaction():
+                cursor = self.connection.execute(
+                    "UPDATE runs SET result = ? WHERE config_hash = ? AND status = 'done'",
+                    (json.dumps(result), config_hash))
+                if cursor.rowcount != 1:
+                    raise StoreError(f"{self.path}: no finished run {config_hash}")
 
         self._retry(write)
 

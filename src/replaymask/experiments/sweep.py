@@ -4,33 +4,24 @@ once in the results database under the hash of its resolved configuration."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
-import json
 import math
 import shutil
 import socket
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..config import (
-    ConfigError,
-    RunConfig,
-    check_mask_value,
-    describe,
-    parse_mask_value,
-    resolve,
-)
+from ..config import all_settings, resolve
+from ..core.run_config import RunConfig
+from ..errors import ConfigError, describe
 from .store import ResultsStore
 
-SWEEP_KEYS = {f.name for f in fields(RunConfig)}
 SCALARS = (str, int, float, bool, type(None))  # what a run setting in a sweep file may be
-LIST_VALUED = {"lr_milestones"}  # settings whose single value is a list
 MAX_WORKER_DEATHS = 3  # a run whose worker dies this often is recorded as failed
 MAX_RUNS = 100_000  # per grid: more is a mistake (e.g. a list where a value was meant)
 
@@ -39,20 +30,38 @@ class SweepError(ValueError):
     """The sweep file is unusable; the message names the problem."""
 
 
-def config_hash(config: RunConfig) -> str:
-    """A stable identifier of a resolved configuration."""
-    text = json.dumps(config.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def sweep_keys() -> set[str]:
+    """The keys a grid may use: every run setting, the methods' own included."""
+    return set(all_settings())
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep file expanded: its distinct runs, each resolved once, and how many grid
+    combinations there were (combinations that differ only in settings that cannot matter
+    are one run)."""
+
+    configs: list[RunConfig]
+    combinations: int
+
+    @property
+    def merged(self) -> int:
+        return self.combinations - len(self.configs)
 
 
 def load_sweep(path: str | Path) -> list[RunConfig]:
-    """Expand a sweep file into resolved, de-duplicated run configurations.
+    """Expand a sweep file into resolved, de-duplicated run configurations."""
+    return read_sweep(path).configs
+
+
+def read_sweep(path: str | Path) -> Sweep:
+    """Expand a sweep file: every combination of its settings resolved once.
 
     The file is one mapping of run settings (``model``, ``dataset``, ``buffer_size``,
-    ``seed``, ``gms``, ``gms_mask_value``, ... ; dashes or underscores), where any value
-    may be a list: the runs are every combination. ``grids: [mapping, ...]`` unites
-    several such grids (e.g. SGD without a buffer and ER with several buffers).
-    Any problem with the file is one SweepError naming it.
+    ``seed``, ``gms``, ``gms_mask_value``, a method's own such as ``alpha``, ... ; dashes
+    or underscores), where any value may be a list: the runs are every combination.
+    ``grids: [mapping, ...]`` unites several such grids (e.g. SGD without a buffer and ER
+    with several buffers). Any problem with the file is one SweepError naming it.
     """
     import yaml
 
@@ -83,11 +92,21 @@ def load_sweep(path: str | Path) -> list[RunConfig]:
             raise SweepError(f"{path}: 'grids' must be a non-empty list of mappings")
     else:
         grids = [document]
+    return expand_grids(grids, where=str(path), origin=f"sweep file {path.name}")
+
+
+def expand_grids(grids: list, where: str = "grid", origin: str = "grid") -> Sweep:
+    """Every combination of each grid (a mapping of settings to a value or a list of
+    values), resolved once; runs that are equal are kept once (the first one's
+    provenance)."""
     configs: dict[str, RunConfig] = {}
+    combinations = 0
     for grid in grids:
-        for config in _expand(path, grid):
-            configs.setdefault(config_hash(config), config)
-    return list(configs.values())
+        expanded = _expand(where, grid, origin)
+        combinations += len(expanded)
+        for config in expanded:
+            configs.setdefault(config.hash, config)
+    return Sweep(list(configs.values()), combinations)
 
 
 class _DuplicateKey(Exception):
@@ -127,24 +146,26 @@ def _first_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _expand(path: Path, grid) -> list[RunConfig]:
+def _expand(path: str, grid, origin: str) -> list[RunConfig]:
     if not isinstance(grid, dict) or not grid:
         raise SweepError(f"{path}: a grid must be a non-empty mapping of run settings")
+    settings = all_settings()
     axes, spelled = {}, {}
     for raw_key, value in grid.items():
         key = raw_key.replace("-", "_") if isinstance(raw_key, str) else None
-        if key not in SWEEP_KEYS:
-            known = ", ".join(sorted(SWEEP_KEYS))
+        if key not in settings:
+            known = ", ".join(sorted(settings))
             raise SweepError(f"{path}: unknown key {describe(raw_key)} (known: {known})")
         if key in axes:
             raise SweepError(f"{path}: {spelled[key]!r} and {raw_key!r} are the same setting")
-        if key in LIST_VALUED:
+        list_valued = settings[key].kind == "epochs"  # its single value is a list
+        if list_valued:
             values = _list_setting(path, raw_key, value)
         else:
             values = value if isinstance(value, list) else [value]
         if not values:
             raise SweepError(f"{path}: key {raw_key!r} has an empty list: the grid is empty")
-        if key not in LIST_VALUED and not all(isinstance(v, SCALARS) for v in values):
+        if not list_valued and not all(isinstance(v, SCALARS) for v in values):
             raise SweepError(f"{path}: key {raw_key!r} must hold a value or a list of values "
                              f"(numbers, strings, true/false or null), got {describe(value)}")
         axes[key], spelled[key] = values, raw_key
@@ -154,19 +175,16 @@ def _expand(path: Path, grid) -> list[RunConfig]:
                          "is a list where a single value was meant?")
     configs = []
     for combination in itertools.product(*axes.values()):
-        settings = dict(zip(axes, combination, strict=True))
+        run = dict(zip(axes, combination, strict=True))
         try:
-            if "gms_mask_value" in settings:
-                settings["gms_mask_value"] = _mask_value(settings["gms_mask_value"])
-            config, _ = resolve(RunConfig(**settings))
+            configs.append(resolve(run, origin=origin))
         except ConfigError as error:
-            shown = ", ".join(f"{k!r}: {describe(v)}" for k, v in settings.items())
+            shown = ", ".join(f"{k!r}: {describe(v)}" for k, v in run.items())
             raise SweepError(f"{path}: run {{{shown}}}: {error}") from None
-        configs.append(config)
     return configs
 
 
-def _list_setting(path: Path, raw_key, value) -> list:
+def _list_setting(path: str, raw_key, value) -> list:
     """A setting whose value is itself a list (``lr_milestones: [35, 45]``): a flat list
     is one value; a list of lists (or nulls: the default) is the values of an axis
     (``[[], [35, 45], null]``)."""
@@ -182,14 +200,6 @@ def _list_setting(path: Path, raw_key, value) -> list:
             raise SweepError(f"{path}: key {raw_key!r} must hold integer epochs, got "
                              f"{describe(option)}")
     return [None if option is None else tuple(option) for option in options]
-
-
-def _mask_value(value):
-    """A sweep file's mask value: a number (YAML's -.inf too), or text: "-inf", "detach"."""
-    if isinstance(value, str):
-        return parse_mask_value(value)
-    check_mask_value(value)  # anything but a number fails here
-    return value
 
 
 @dataclass
@@ -218,7 +228,7 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
     statuses = store.statuses()
     pending, skipped_failed = [], 0
     for config in configs:
-        status = statuses.get(config_hash(config))
+        status = statuses.get(config.hash)
         if status == "done":
             continue
         if status == "failed" and not retry_failed:
@@ -233,7 +243,7 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
     failed = 0
     with tqdm(total=len(pending), disable=not progress, unit="run", desc="sweep") as bar:
         for config, result, error in outcomes:
-            store.record(config_hash(config), config.to_dict(), result=result, error=error)
+            store.record(config.hash, config.to_dict(), result=result, error=error)
             if checkpoint_root is not None and error is None:  # recorded: no longer needed
                 shutil.rmtree(_checkpoint_dir(checkpoint_root, config), ignore_errors=True)
             failed += error is not None
@@ -242,7 +252,7 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
     if checkpoint_root is not None and Path(checkpoint_root).is_dir():
         with contextlib.suppress(OSError):
             Path(checkpoint_root).rmdir()  # only if no run left a checkpoint behind
-    done_before = sum(1 for c in configs if statuses.get(config_hash(c)) == "done")
+    done_before = sum(1 for c in configs if statuses.get(c.hash) == "done")
     return SweepSummary(total=len(configs), already_done=done_before, ran=len(pending),
                         failed=failed, skipped_failed=skipped_failed)
 
@@ -256,7 +266,7 @@ def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_r
         retry = []
         # no more processes than runs: the pool may start all of its workers at once
         with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
-            futures = {pool.submit(execute_run, config.to_dict(), data_root,
+            futures = {pool.submit(execute_run, config, data_root,
                                    _checkpoint_dir(checkpoint_root, config)): config
                        for config in pending}
             try:
@@ -265,7 +275,7 @@ def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_r
                     try:
                         outcome = future.result()
                     except BrokenProcessPool:
-                        key = config_hash(config)
+                        key = config.hash
                         deaths[key] = deaths.get(key, 0) + 1
                         if deaths[key] < MAX_WORKER_DEATHS:
                             retry.append(config)
@@ -280,7 +290,7 @@ def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_r
 
 
 def _checkpoint_dir(checkpoint_root, config: RunConfig) -> str | None:
-    return None if checkpoint_root is None else str(Path(checkpoint_root) / config_hash(config))
+    return None if checkpoint_root is None else str(Path(checkpoint_root) / config.hash)
 
 
 def _run_on_ray(pending: list[RunConfig], data_root, address: str, cpus_per_run: float,
@@ -289,7 +299,7 @@ def _run_on_ray(pending: list[RunConfig], data_root, address: str, cpus_per_run:
     try:
         # a task whose worker died is retried (from its checkpoint, on a shared filesystem)
         task = ray.remote(num_cpus=cpus_per_run, max_retries=MAX_WORKER_DEATHS - 1)(execute_run)
-        running = {task.remote(config.to_dict(), data_root,
+        running = {task.remote(config, data_root,
                                _checkpoint_dir(checkpoint_root, config)): config
                    for config in pending}
         while running:
@@ -332,9 +342,9 @@ def connect_ray(address: str):
 _BENCHMARKS: dict = {}  # per worker process: each dataset is loaded once
 
 
-def execute_run(config_dict: dict, data_root: str | None, checkpoint_dir: str | None = None
+def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | None = None
                 ) -> tuple[dict | None, str | None]:
-    """Run one configuration in a worker process: (result, None) or (None, error).
+    """Run one resolved configuration in a worker process: (result, None) or (None, error).
     With ``checkpoint_dir`` it checkpoints at every task end and resumes from there."""
     import torch
 
@@ -342,9 +352,6 @@ def execute_run(config_dict: dict, data_root: str | None, checkpoint_dir: str | 
     from ..data.benchmarks import load_benchmark
 
     torch.set_num_threads(1)  # one core per worker
-    settings = dict(config_dict)
-    settings["gms_mask_value"] = parse_mask_value(str(settings["gms_mask_value"]))
-    config, source = resolve(RunConfig(**settings))
     try:
         key = (config.dataset, config.class_order_seed, data_root)
         if key not in _BENCHMARKS:
@@ -353,8 +360,7 @@ def execute_run(config_dict: dict, data_root: str | None, checkpoint_dir: str | 
                                               download=False)
         checkpointing = None if checkpoint_dir is None else Checkpointing(
             Path(checkpoint_dir), resume=True, warn=lambda message: None)
-        result = train(config, _BENCHMARKS[key], hyperparameter_source=source, progress=False,
-                       checkpointing=checkpointing)
+        result = train(config, _BENCHMARKS[key], progress=False, checkpointing=checkpointing)
         return result.to_dict(), None
     except Exception as error:  # recorded in the database, re-run with --retry-failed
         where = traceback.extract_tb(error.__traceback__)[-1]

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config import RunConfig
 from ..buffer import ReservoirBuffer
 from ..gms import gms_cross_entropy, live_classes
+from ..run_config import RunConfig
 
 
 class PlainSGD:
@@ -40,10 +40,10 @@ class ContinualMethod:
     Subclasses implement :meth:`observe`; the training loop calls ``begin_task``,
     ``observe`` for every stream batch, then ``end_task``. ``prepare`` turns raw stored
     images into network input (the training transform: augmented where the benchmark
-    augments, with fresh draws at each call).
+    augments, with fresh draws at each call). ``settings`` are the method's own settings,
+    as its file declares them (``self.settings.alpha``).
     """
 
-    uses_buffer = True
     trains_on_all_seen_tasks = False  # the joint upper bound
 
     def __init__(
@@ -57,9 +57,10 @@ class ContinualMethod:
         self.prepare = prepare  # raw stored images -> network input (augmented if any)
         self.class_to_task = class_to_task
         self.config = config
+        self.settings = config.method_settings
         device = next(net.parameters()).device
-        self.buffer = ReservoirBuffer(config.buffer_size if self.uses_buffer else 0,
-                                      device=device, seed=config.seed + 1)
+        # methods declared without a buffer have buffer_size 0 in their config
+        self.buffer = ReservoirBuffer(config.buffer_size, device=device, seed=config.seed + 1)
         self.task = 0
         self.optimizer = PlainSGD(net.parameters(), config.lr)
 

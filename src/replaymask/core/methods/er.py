@@ -8,6 +8,29 @@ import torch
 
 from .base import ContinualMethod
 
+METHOD = {
+    "name": "er",
+    "label": "ER",
+    "class": "ER",
+    "order": 30,
+    "buffer": True,
+    # the DER paper's best arguments (Buzzega et al. 2020, appendix), and Mammoth's for
+    # Seq-CIFAR-100
+    "best_args": {
+        "seq-mnist": ("DER paper", {200: {"lr": 0.01, "minibatch_size": 10},
+                                    500: {"lr": 0.1, "minibatch_size": 10},
+                                    5120: {"lr": 0.1, "minibatch_size": 10}}),
+        "seq-cifar10": ("DER paper", {200: {"lr": 0.1, "minibatch_size": 32},
+                                      500: {"lr": 0.1, "minibatch_size": 32},
+                                      5120: {"lr": 0.1, "minibatch_size": 32}}),
+        "seq-tinyimg": ("DER paper", {200: {"lr": 0.1, "minibatch_size": 32},
+                                      500: {"lr": 0.03, "minibatch_size": 32},
+                                      5120: {"lr": 0.1, "minibatch_size": 32}}),
+        "seq-cifar100": ("Mammoth", {500: {"lr": 0.1, "minibatch_size": 32},
+                                     2000: {"lr": 0.1, "minibatch_size": 32}}),
+    },
+}
+
 
 class ER(ContinualMethod):
     def observe(self, raw_inputs, labels):

@@ -12,6 +12,23 @@ import torch.nn.functional as F
 
 from .base import ContinualMethod
 
+METHOD = {
+    "name": "er_ace",
+    "label": "ER-ACE",
+    "class": "ERACE",
+    "order": 60,
+    "buffer": True,
+    # Mammoth's defaults (no tuned arguments for these benchmarks); the replay batch is
+    # the stream batch's size
+    "best_args": {
+        "seq-mnist": ("Mammoth defaults", {None: {"lr": 0.03}}),
+        "seq-cifar10": ("Mammoth defaults", {None: {"lr": 0.03}}),
+        "seq-tinyimg": ("Mammoth defaults", {None: {"lr": 0.03}}),
+        "seq-cifar100": ("Mammoth", {500: {"lr": 0.03, "minibatch_size": 32},
+                                     2000: {"lr": 0.03, "minibatch_size": 32}}),
+    },
+}
+
 
 class ERACE(ContinualMethod):
     def __init__(self, *args, **kwargs):

@@ -7,9 +7,22 @@ matrix is a joint model and the last row is the usual upper bound.
 
 from .base import ContinualMethod
 
+METHOD = {
+    "name": "joint",
+    "label": "Joint",
+    "class": "Joint",
+    "order": 20,
+    "buffer": False,
+    "best_args": {
+        "seq-mnist": ("Mammoth defaults", {None: {"lr": 0.03}}),
+        "seq-cifar10": ("Mammoth defaults", {None: {"lr": 0.03}}),
+        "seq-tinyimg": ("Mammoth defaults", {None: {"lr": 0.03}}),
+        "seq-cifar100": ("Mammoth defaults", {None: {"lr": 0.03}}),
+    },
+}
+
 
 class Joint(ContinualMethod):
-    uses_buffer = False
     trains_on_all_seen_tasks = True
 
     def begin_task(self, task):

@@ -28,6 +28,48 @@ from ..backbones import frozen_batchnorm_stats
 from ..contrastive import supervised_contrastive_loss
 from .base import ContinualMethod
 
+METHOD = {
+    "name": "xder",
+    "label": "X-DER",
+    "class": "XDER",
+    "order": 70,
+    "buffer": True,
+    "stores_logits": True,
+    "settings": {
+        "alpha": {"kind": "float", "minimum": 0,
+                  "help": "weight of the logit replay (MSE to the stored logits)"},
+        "beta": {"kind": "float", "minimum": 0,
+                 "help": "weight of the label replay (cross-entropy on a second draw)"},
+        "gamma": {"kind": "float", "minimum": 0,
+                  "help": "cap on transplanted logits (x the true-class logit)"},
+        "lambd": {"kind": "float", "minimum": 0,
+                  "help": "weight of the future heads' SupCon loss"},
+        "constr_eta": {"kind": "float", "minimum": 0,
+                       "help": "weight of the margin constraints"},
+        "constr_margin": {"kind": "float", "minimum": 0, "help": "margin of the constraints"},
+        "simclr_temp": {"kind": "float", "minimum": 0, "above_minimum": True,
+                        "help": "SupCon temperature"},
+        "simclr_batch_size": {"kind": "int", "minimum": 0, "maximum": 1000000,
+                              "help": "buffer items added to the SupCon batch"},
+        "simclr_num_aug": {"kind": "int", "minimum": 2, "maximum": 1000000,
+                           "help": "augmented views per SupCon item"},
+        "past_constraint": {"kind": "bool", "help": "also constrain past vs current heads"},
+    },
+    # Mammoth's best arguments exist for Seq-CIFAR-100 only: other benchmarks use them
+    "best_args": {
+        "seq-cifar100": ("Mammoth", {
+            500: {"lr": 0.03, "minibatch_size": 32, "alpha": 0.3, "beta": 0.8, "gamma": 0.85,
+                  "lambd": 0.05, "constr_eta": 0.001, "constr_margin": 0.7,
+                  "simclr_temp": 5.0, "simclr_batch_size": 64, "simclr_num_aug": 2,
+                  "past_constraint": False},
+            2000: {"lr": 0.03, "minibatch_size": 32, "alpha": 0.6, "beta": 0.9, "gamma": 0.85,
+                   "lambd": 0.05, "constr_eta": 0.01, "constr_margin": 0.2,
+                   "simclr_temp": 5.0, "simclr_batch_size": 64, "simclr_num_aug": 2,
+                   "past_constraint": False}}),
+    },
+    "best_args_fallback": "seq-cifar100",
+}
+
 
 def transplant_logits(stored, outputs, labels, first_head, n_heads, per_task, gamma):
     """``stored`` with heads ``first_head .. first_head+n_heads-1`` taken from ``outputs``,
@@ -80,20 +122,20 @@ class XDER(ContinualMethod):
         return F.cross_entropy(logits[:, :self.task * self.per_task], labels, reduction=reduction)
 
     def observe(self, raw_inputs, labels):
-        config, task, per_task = self.config, self.task, self.per_task
+        settings, task, per_task = self.settings, self.task, self.per_task
         seen = (task + 1) * per_task
         logits = self.net(self.prepare(raw_inputs))
         loss = self.stream_loss(logits, labels)
         replayed = None
         if not self.buffer.is_empty():
-            first, second = (self.buffer.sample(config.minibatch_size) for _ in range(2))
+            first, second = (self.buffer.sample(self.config.minibatch_size) for _ in range(2))
             first_out = self.net(self.prepare(first.examples))
             second_out = self.net(self.prepare(second.examples))
-            loss = loss + config.alpha * F.mse_loss(first_out, first.logits)
-            loss = loss + config.beta * self.replay_loss(second_out, second.labels)
+            loss = loss + settings.alpha * F.mse_loss(first_out, first.logits)
+            loss = loss + settings.beta * self.replay_loss(second_out, second.labels)
             replayed = self._refresh_future_heads(first, second, first_out, second_out)
         if task < self.n_tasks - 1:
-            loss = loss + config.lambd * self._future_consistency(raw_inputs, labels)
+            loss = loss + settings.lambd * self._future_consistency(raw_inputs, labels)
             bad, good, weight = logits[:, seen:], logits[:, seen - per_task:seen], None
             if replayed is not None:
                 outputs, replay_labels, weight = replayed
@@ -101,14 +143,14 @@ class XDER(ContinualMethod):
                     torch.arange(len(outputs), device=outputs.device), replay_labels // per_task]
                 bad, good = torch.cat([bad, outputs[:, seen:]]), torch.cat([good, own_head])
                 weight = torch.cat([torch.ones_like(logits[:, 0]), weight])
-            margin = bad.max(1).values + config.constr_margin - good.max(1).values
-            loss = loss + config.constr_eta * _positive_mean(
+            margin = bad.max(1).values + settings.constr_margin - good.max(1).values
+            loss = loss + settings.constr_eta * _positive_mean(
                 margin, torch.ones_like(margin) if weight is None else weight)
-        if config.past_constraint and task > 0:
+        if settings.past_constraint and task > 0:
             scores = F.softmax(logits[:, :seen], 1)
-            margin = (scores[:, :seen - per_task].max(1).values.detach() + config.constr_margin
+            margin = (scores[:, :seen - per_task].max(1).values.detach() + settings.constr_margin
                       - scores[:, seen - per_task:].max(1).values)
-            loss = loss + config.constr_eta * _positive_mean(margin, torch.ones_like(margin))
+            loss = loss + settings.constr_eta * _positive_mean(margin, torch.ones_like(margin))
         self.update(loss)
         return loss.detach()
 
@@ -131,7 +173,7 @@ class XDER(ContinualMethod):
         draw = torch.rand(len(index), generator=self.generator, device=index.device)
         take = (past & (draw * self.update_counter[index] < 1))[first_row]
         fresh = transplant_logits(stored, outputs.float(), labels, self.task,
-                                  self.n_tasks - self.task, self.per_task, self.config.gamma)
+                                  self.n_tasks - self.task, self.per_task, self.settings.gamma)
         self.buffer.logits[index] = torch.where(take[:, None], fresh, stored)[first_row]
         self.buffer.task_ids[index] = torch.where(take, self.task, task_ids)[first_row]
         return outputs, labels, is_first.float()
@@ -139,13 +181,13 @@ class XDER(ContinualMethod):
     def _future_consistency(self, raw_inputs, labels):
         """SupCon on each future head, over strongly augmented views; BatchNorm statistics
         are not updated by these passes."""
-        config, per_task = self.config, self.per_task
+        settings, per_task = self.settings, self.per_task
         raw, views_labels = raw_inputs, labels
-        if not self.buffer.is_empty() and config.simclr_batch_size > 0:
-            extra = self.buffer.sample(config.simclr_batch_size)
+        if not self.buffer.is_empty() and settings.simclr_batch_size > 0:
+            extra = self.buffer.sample(settings.simclr_batch_size)
             raw = torch.cat([extra.examples, raw])
             views_labels = torch.cat([extra.labels, labels])
-        views = config.simclr_num_aug
+        views = settings.simclr_num_aug
         with torch.no_grad():
             repeated = raw.repeat_interleave(views, 0)
             augmented = self.strong(repeated) if repeated.dim() == 4 else self.prepare(repeated)
@@ -155,7 +197,7 @@ class XDER(ContinualMethod):
         future = outputs[:, (self.task + 1) * per_task:].reshape(len(raw), views, n_heads,
                                                                   per_task)
         features = F.normalize(future.permute(2, 0, 1, 3), dim=-1)  # (heads, N, views, C)
-        per_sample = supervised_contrastive_loss(features, views_labels, config.simclr_temp)
+        per_sample = supervised_contrastive_loss(features, views_labels, settings.simclr_temp)
         return per_sample.sum() / (n_heads * len(raw))
 
     @torch.no_grad()
@@ -185,7 +227,7 @@ class XDER(ContinualMethod):
             new_logits = self._forward_in_chunks(images[chosen]).float()
             if task > 0:
                 new_logits = transplant_logits(new_logits, new_logits, labels[chosen], 0, task,
-                                               per_task, self.config.gamma)
+                                               per_task, self.settings.gamma)
             buffer.replace(
                 torch.cat(keep_examples + [images[chosen]]),
                 torch.cat(keep_labels + [labels[chosen]]),
@@ -197,7 +239,7 @@ class XDER(ContinualMethod):
                 past = (buffer.labels[:count] < task * per_task)[:, None]
                 refreshed = transplant_logits(buffer.logits[:count], outputs,
                                               buffer.labels[:count], task, self.n_tasks - task,
-                                              per_task, self.config.gamma)
+                                              per_task, self.settings.gamma)
                 buffer.logits[:count] = torch.where(past, refreshed, buffer.logits[:count])
                 buffer.task_ids[:count] = torch.where(past[:, 0], task, buffer.task_ids[:count])
         self.update_counter.zero_()

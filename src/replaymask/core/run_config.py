@@ -1,0 +1,171 @@
+"""The description of one run: a frozen, resolved configuration and where its values came from.
+
+A :class:`RunConfig` is made once, by :func:`replaymask.config.resolve`, from what the user
+set; everything downstream (the training loop, sweep workers, Ray tasks, checkpoints,
+the results database) receives it as it is and never resolves it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+
+from ..data.protocols import BENCHMARKS
+
+# Written into every run's dictionary, whatever its method (with this value where the
+# method has no such setting): the hashes of the runs stored before methods declared
+# their own settings were computed over dictionaries that held them.
+LEGACY_METHOD_KEYS = {"alpha": None, "beta": None, "der_logits": "stream"}
+# Settings added with the vision benchmarks: left out of the dictionary at these values,
+# so that the hashes of earlier runs stay valid; but only where the value is implied
+# (fp32 and no channels-last on the CPU, no milestones where the benchmark has none), so
+# that the dictionary alone describes the run.
+LEFT_OUT_WHEN = {"lr_milestones": ((),), "precision": ("fp32",), "channels_last": (False,),
+                 "compile": (False,)}
+
+
+class MethodSettings(Mapping):
+    """A method's own settings, read-only: ``settings.alpha`` or ``settings["alpha"]``."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping | None = None):
+        object.__setattr__(self, "_values", dict(values or {}))
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"this method has no setting {name!r}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a method's settings are read-only")
+
+    def __getitem__(self, name: str):
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._values.items(), key=lambda item: item[0])))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Mapping) and dict(self) == dict(other)
+
+    def __repr__(self) -> str:
+        return f"MethodSettings({self._values!r})"
+
+    def __reduce__(self):
+        return MethodSettings, (self._values,)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where each value of a configuration came from.
+
+    ``user_set``: settings the user gave (on the command line, in a sweep file, as
+    keyword arguments) and that the run keeps; ``ignored``: settings the user gave that
+    cannot change this run (a mask value without GMS, another method's setting), with
+    why, dropped so that equal runs have equal configurations; ``best_args``: the row of
+    best arguments used, described, and ``from_best_args`` the values taken from it;
+    ``from_benchmark``: the values of the benchmark's protocol. Anything else is a default.
+    """
+
+    origin: str = ""
+    user_set: tuple[str, ...] = ()
+    ignored: tuple[tuple[str, str], ...] = ()
+    best_args: str = ""
+    from_best_args: tuple[str, ...] = ()
+    from_benchmark: tuple[str, ...] = ()
+    overridable: tuple[str, ...] = ()  # settings a best-args row or the protocol would give
+
+    def source_of(self, name: str) -> str:
+        if name in self.user_set:
+            return f"set ({self.origin})" if self.origin else "set"
+        if name in self.from_best_args:
+            return self.best_args
+        if name in self.from_benchmark:
+            return "benchmark protocol"
+        return "default"
+
+    def summary(self) -> str:
+        """One line: the best-args row and the values the user put in its place
+        (``result.json``'s ``hyperparameter_source``)."""
+        overridden = [name for name in self.overridable if name in self.user_set]
+        return self.best_args + ("; overridden: " + ", ".join(overridden) if overridden else "")
+
+    def to_dict(self) -> dict:
+        return {"origin": self.origin, "set": list(self.user_set),
+                "ignored": dict(self.ignored), "best_args": self.best_args,
+                "from_best_args": list(self.from_best_args),
+                "from_benchmark": list(self.from_benchmark)}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run, resolved and validated.
+
+    Make one with :func:`replaymask.config.resolve`. Two runs with equal configurations
+    give the same numbers; ``provenance`` does not take part in equality or the hash.
+    """
+
+    model: str
+    dataset: str
+    buffer_size: int
+    seed: int
+    n_epochs: int
+    batch_size: int
+    minibatch_size: int  # replay batch size
+    lr: float
+    gms: bool = False
+    gms_mask_value: float | str = -math.inf
+    gms_on_buffer: bool = False
+    class_order_seed: int | None = None
+    device: str = "cpu"
+    lr_milestones: tuple[int, ...] = ()  # epochs of each task where the lr drops x0.1
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the backbone
+    method_settings: MethodSettings = field(default_factory=MethodSettings)
+    provenance: Provenance = field(default_factory=Provenance, compare=False)
+
+    def to_dict(self) -> dict:
+        """The configuration as flat JSON-safe data: the form that is hashed, stored in the
+        results database and in checkpoints. An infinite mask value is the string "-inf"
+        (here only)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("method_settings", "provenance")}
+        if isinstance(self.gms_mask_value, float) and math.isinf(self.gms_mask_value):
+            data["gms_mask_value"] = "-inf"
+        for name, left_out in LEFT_OUT_WHEN.items():
+            implied = {"precision": self.device == "cpu", "channels_last": self.device == "cpu",
+                       "lr_milestones": not BENCHMARKS[self.dataset].lr_milestones}
+            if data[name] in left_out and implied.get(name, True):
+                del data[name]
+        if "lr_milestones" in data:
+            data["lr_milestones"] = list(data["lr_milestones"])
+        return {**LEGACY_METHOD_KEYS, **data, **self.method_settings}
+
+    @property
+    def hash(self) -> str:
+        """A stable identifier of the configuration: the results database's key."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        """A readable, filesystem-safe identifier of the run."""
+        parts = [self.model, self.dataset, f"buf{self.buffer_size}", f"seed{self.seed}"]
+        if self.gms:
+            mask = self.to_dict()["gms_mask_value"]
+            parts.append(f"gms{mask}" + ("-onbuf" if self.gms_on_buffer else ""))
+        return "_".join(str(part) for part in parts)
