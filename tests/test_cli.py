@@ -93,6 +93,22 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(args, message, tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, warning", [
+    (["--gms-mask-value=0"], "--gms-mask-value ignored: needs gms"),
+    (["--gms-on-buffer"], "--gms-on-buffer ignored: needs gms"),
+    (["--model", "er", "--simclr-temp=0.5"], "--simclr-temp ignored: er has no such setting"),
+    (["--model", "sgd", "--buffer-size", "50"], "--buffer-size ignored: sgd keeps no buffer"),
+])
+def test_a_setting_that_cannot_matter_is_ignored_with_a_warning_as_in_sweep_files(
+        argv, warning, mnist_like_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(["run", *argv, "--n-epochs", "1", "--data-root",
+                               str(mnist_like_root), "--out", str(out), "--no-progress"], capsys)
+    assert code == 0 and f"replaymask: warning: {warning}" in stderr
+    ignored = json.loads((out / "result.json").read_text())["provenance"]["ignored"]
+    assert warning.split()[0][2:].replace("-", "_") in ignored
+
+
 def test_an_unreadable_data_root_is_exit_2(tmp_path, capsys):
     out = tmp_path / "out"
     code, _, stderr = run_cli(["run", "--data-root", str(tmp_path / "nope"), "--out", str(out)],

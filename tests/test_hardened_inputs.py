@@ -304,21 +304,6 @@ def test_command_line_mistakes_are_one_escaped_line(argv, message):
         assert not os.listdir(tmp)
 
 
-@pytest.mark.parametrize("argv, warning", [
-    (["--gms-mask-value=0"], "--gms-mask-value ignored: needs gms"),
-    (["--gms-on-buffer"], "--gms-on-buffer ignored: needs gms"),
-    (["--model", "er", "--simclr-temp=0.5"], "--simclr-temp ignored: er has no such setting"),
-    (["--model", "sgd", "--buffer-size", "50"], "--buffer-size ignored: sgd keeps no buffer"),
-])
-def test_a_setting_that_cannot_matter_is_ignored_with_a_warning_as_in_sweep_files(argv,
-                                                                                 warning):
-    with tempfile.TemporaryDirectory() as tmp:
-        err = io.StringIO()
-        with pytest.raises(InputAccepted), contextlib.redirect_stderr(err):
-            cli.main(["run", *argv, "--out", tmp + "/out"])
-        assert f"replaymask: warning: {warning}" in err.getvalue()
-
-
 # --- values in a sweep file ---------------------------------------------------------------
 
 def _number(value) -> float | None:

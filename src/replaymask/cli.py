@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import all_settings, core_settings, methods_using, resolve
+from .config import all_settings, core_settings, method_settings, methods_using, resolve
 from .core.methods import declarations, method_names
 from .data.protocols import BENCHMARKS
 from .errors import ConfigError
@@ -49,16 +49,19 @@ def _setting_flag(group, setting, help_text: str | None = None) -> None:
     namespace holds only the settings the user typed: argparse.SUPPRESS)."""
     kwargs = {"dest": setting.name, "default": argparse.SUPPRESS,
               "help": help_text or setting.help}
-    if setting.kind == "bool":
-        kwargs["action"] = argparse.BooleanOptionalAction
-    else:
-        kwargs["type"] = setting.command_line_type()
-        if setting.kind == "choice":
-            kwargs["choices"] = setting.choices
-        if setting.kind == "mask_value":
-            kwargs["metavar"] = "M"
-        if setting.kind == "epochs":
-            kwargs["metavar"] = "E1,E2"
+    if setting.kind == "bool":  # --gms (--gms_on_buffer too), and --no-gms
+        _flag(group, setting.flag, action="store_const", const=True, **kwargs)
+        group.add_argument("--no-" + setting.flag[2:], action="store_const", const=False,
+                           dest=setting.name, default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS)
+        return
+    kwargs["type"] = setting.command_line_type()
+    if setting.kind == "choice":
+        kwargs["choices"] = setting.choices
+    if setting.kind == "mask_value":
+        kwargs["metavar"] = "M"
+    if setting.kind == "epochs":
+        kwargs["metavar"] = "E1,E2"
     _flag(group, setting.flag, **kwargs)
 
 
@@ -71,9 +74,8 @@ def _run_setting_flags(parser) -> None:
     assert not core, f"settings without a help group: {sorted(core)}"
     own = parser.add_argument_group(
         "method settings (each for the methods named; default: their best arguments)")
-    for name, setting in all_settings().items():
-        if name not in dict.fromkeys(s.name for s in core_settings()):
-            _setting_flag(own, setting, f"{setting.help} [{', '.join(methods_using(name))}]")
+    for name, setting in method_settings().items():
+        _setting_flag(own, setting, f"{setting.help} [{', '.join(methods_using(name))}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,17 +198,19 @@ def _main(args: argparse.Namespace) -> int:
 
     request = {name: getattr(args, name) for name in all_settings() if hasattr(args, name)}
     config = resolve(request, origin="command line")
-    for name, why in config.provenance.ignored:
-        _warn(f"{all_settings()[name].flag} ignored: {why}")
     out_dir = args.out or Path("runs") / config.name
+
+    def announce(line: str) -> None:  # once every check has passed and the data is loaded
+        for name, why in config.provenance.ignored:
+            _warn(f"{all_settings()[name].flag} ignored: {why}")
+        print(f"replaymask: {line}", file=sys.stderr)
 
     try:
         result = run_config(
             config, data_root=args.data_root, download=not args.no_download, out=out_dir,
             progress=not args.no_progress, threads=args.threads, analysis=args.analysis,
             checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-            resume=args.resume, log=lambda line: print(f"replaymask: {line}", file=sys.stderr),
-            warn=_warn)
+            resume=args.resume, log=announce, warn=_warn)
     except DataError as error:
         raise ConfigError(str(error)) from None
     except OSError as error:  # e.g. a full disk while writing a checkpoint
