@@ -23,12 +23,11 @@ from .core.results import RunResult, write_result
 from .core.run_config import RunConfig
 from .data.protocols import BENCHMARKS
 from .errors import ConfigError
-from .experiments.store import ResultsStore
+from .experiments.store import DEFAULT_DB, ResultsStore
 from .experiments.sweep import Sweep, SweepSummary, expand_grids, read_sweep, run_sweep
 
 MAX_THREADS = 1024
 SMALL_BATCH = 64  # rows per forward pass under which one CPU thread is fastest (measured)
-DEFAULT_DB = "replaymask.db"
 
 
 def run(model: str | None = None, dataset: str | None = None, *,

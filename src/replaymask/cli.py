@@ -17,10 +17,10 @@ from .config import all_settings, core_settings, method_settings, methods_using,
 from .core.methods import declarations, method_names
 from .data.protocols import BENCHMARKS
 from .errors import ConfigError
+from .experiments.store import DEFAULT_DB
 
 DEMO_ARGS = ["--model", "derpp", "--dataset", "seq-mnist", "--buffer-size", "200", "--gms"]
 EXIT_USAGE, EXIT_DIVERGED, EXIT_IO = 2, 3, 4
-DEFAULT_DB = "replaymask.db"
 COMMANDS = ("run", "sweep", "runs", "report", "analyze", "methods")
 # The help groups of the core settings; a method's own settings form one more group.
 GROUPS = {

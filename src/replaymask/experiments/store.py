@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..version import __version__
 
+DEFAULT_DB = "replaymask.db"  # the results database when none is named
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS replaymask_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -17,7 +17,7 @@ each task from that task's data, not by reservoir sampling.
 
 Differences from the reference: no BatchNorm "alignment" and no distance-preserving
 term (both off in the TPAMI version), and the strong augmentation is batched on the
-device (see :class:`replaymask.augment.StrongTransform`).
+device (see :class:`replaymask.data.augment.StrongTransform`).
 """
 
 import torch
