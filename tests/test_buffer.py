@@ -107,3 +107,14 @@ def test_stores_examples_in_their_own_dtype():
     buffer.add(images, torch.zeros(8, dtype=torch.long), torch.zeros(8, dtype=torch.long))
     assert buffer.examples.dtype == torch.uint8 and buffer.examples.shape == (5, 4, 4)
     assert buffer.logits is None and buffer.sample(2).logits is None
+
+
+def test_items_added_without_task_ids_take_their_task_from_the_class_layout():
+    task_of_class = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    buffer = ReservoirBuffer(30, seed=0, task_of_class=task_of_class)
+    examples, labels, _ = stream(100)
+    for first in range(0, 100, 10):
+        buffer.add(examples[first:first + 10], labels[first:first + 10])
+    assert torch.equal(buffer.task_ids, task_of_class[buffer.labels])
+    with pytest.raises(ValueError, match="task_of_class"):
+        ReservoirBuffer(5).add(examples[:3], labels[:3])

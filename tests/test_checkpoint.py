@@ -59,6 +59,20 @@ def same_outcome(first, second):
     assert first.random_init_accuracy == second.random_init_accuracy
 
 
+def test_a_run_resumed_from_a_checkpoint_at_an_epochs_last_batch_equals_the_uninterrupted_run(
+        tiny, tmp_path, monkeypatch):
+    # 6 steps per epoch: the checkpoint after step 6 records batch 6 of 6 of epoch 1, so
+    # the resumed epoch has no batch left (it must not train on an empty one)
+    config = configured("derpp", batch_size=10)
+    clean = train(config, tiny, progress=False)
+    saving = Checkpointing(tmp_path / "ck", every_steps=6, resume=True, warn=pytest.fail)
+    restore = crash_after(monkeypatch, "derpp", 7)
+    with pytest.raises(Crash):
+        train(config, tiny, progress=False, checkpointing=saving)
+    restore()
+    same_outcome(train(config, tiny, progress=False, checkpointing=saving), clean)
+
+
 @pytest.mark.parametrize("model,crash_steps", [
     ("derpp", [7, 20, 12]),  # mid-task (12 steps per task), again later, near the end
     ("er_ace", [12]),        # exactly at a task boundary

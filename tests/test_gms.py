@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from replaymask import class_to_task_layout, gms_cross_entropy, live_classes
+from replaymask.core.gms import same_task_table
 
 K = 10
 LAYOUT = class_to_task_layout([[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]])
@@ -118,6 +119,15 @@ def test_live_classes_marks_each_samples_own_task():
     assert live.tolist()[0] == [True, True] + [False] * 8
     assert live[1].nonzero().squeeze(1).tolist() == [2, 3]
     assert live[2].nonzero().squeeze(1).tolist() == [8, 9]
+
+
+def test_the_same_task_table_gathers_what_live_classes_computes():
+    layout = class_to_task_layout([[3, 0], [1, 4], [2]], num_classes=6)  # class 5: no task
+    targets = torch.tensor([0, 3, 1, 4, 2, 2])
+    table = same_task_table(layout)
+    assert table.shape == (6, 6)
+    assert torch.equal(table[targets], live_classes(targets, layout))
+    assert table[0].tolist() == [True, False, False, True, False, False]
 
 
 def test_class_to_task_layout_accepts_any_grouping_and_rejects_overlap():

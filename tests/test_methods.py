@@ -4,9 +4,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from replaymask.config import resolve
 from replaymask.core.backbones import backbone_for
+from replaymask.core.gms import gms_cross_entropy, live_classes, same_task_table
 from replaymask.core.methods import method_class, method_names
 
 
@@ -86,11 +88,44 @@ def test_gms_on_buffer_masks_replayed_samples_to_their_own_task(tiny):
 def test_er_without_gms_is_one_cross_entropy_over_stream_and_replay(tiny):
     plain = make("er", tiny)
     masked_everything_live = make("er", tiny, gms=True)
-    masked_everything_live.class_to_task = torch.zeros(10, dtype=torch.long)  # one task
+    one_task = torch.zeros(10, dtype=torch.long)
+    masked_everything_live.class_to_task = one_task
+    masked_everything_live.live_by_class = same_task_table(one_task)  # every class live
     for method in (plain, masked_everything_live):
         fill_with_task0(method, tiny)
     losses = [m.observe(*task_batch(tiny, 1)) for m in (plain, masked_everything_live)]
     assert torch.allclose(losses[0], losses[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("mask_value", [float("-inf"), -2.0, 0.0, 5.0, "detach"])
+@pytest.mark.parametrize("on_buffer", [False, True])
+def test_er_with_gms_averages_the_masked_stream_and_the_replay_cross_entropies(
+        tiny, mask_value, on_buffer):
+    # one mask and one softmax over the concatenated batch: to the last bit, the mean of the
+    # per-row losses of gms_cross_entropy on the stream rows and of the replay rows (masked
+    # to their own task only with --gms-on-buffer)
+    method = make("er", tiny, gms=True, gms_mask_value=mask_value, gms_on_buffer=on_buffer)
+    torch.manual_seed(1)
+    logits = torch.randn(20, 10, requires_grad=True)
+    labels = torch.cat([task_batch(tiny, 2)[1], task_batch(tiny, 0)[1]])
+    combined = method.stream_and_replay_loss(logits, labels, stream=10)
+    stream = gms_cross_entropy(logits[:10], labels[:10],
+                               live_classes(labels[:10], tiny.class_to_task), mask_value,
+                               reduction="none")
+    replay = (gms_cross_entropy(logits[10:], labels[10:],
+                                live_classes(labels[10:], tiny.class_to_task), mask_value,
+                                reduction="none")
+              if on_buffer else F.cross_entropy(logits[10:], labels[10:], reduction="none"))
+    reference = torch.cat([stream, replay]).mean()
+    assert torch.equal(combined, reference)
+    assert torch.equal(torch.autograd.grad(combined, logits)[0],
+                       torch.autograd.grad(reference, logits)[0])
+
+
+def test_the_mlp_forward_is_its_layers_applied_in_order(tiny):
+    net = backbone_for(tiny)
+    images = tiny.prepare(tiny.train_images[:7])
+    assert torch.equal(net(images), net.classifier(net.features(images)))
 
 
 def test_der_stores_the_raw_pre_step_stream_logits(tiny):

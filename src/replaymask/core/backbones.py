@@ -6,6 +6,7 @@ import math
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -33,7 +34,13 @@ class MLP(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        # The same ops as self.classifier(self.features(x)), without the module-call
+        # machinery around each layer (a quarter of a small batch's forward time on a CPU);
+        # so hooks registered on the inner layers are not called.
+        _, first, _, second, _ = self.features
+        hidden = torch.relu(F.linear(x.flatten(1), first.weight, first.bias))
+        hidden = torch.relu(F.linear(hidden, second.weight, second.bias))
+        return F.linear(hidden, self.classifier.weight, self.classifier.bias)
 
 
 class BasicBlock(nn.Module):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+_NO_SLOTS = np.empty(0, dtype=np.int64)
+
 
 @dataclass
 class ReplayBatch:
@@ -30,11 +32,14 @@ class ReservoirBuffer:
     the buffer. Insertion and sampling are vectorised over the batch.
     """
 
-    def __init__(self, capacity: int, device: torch.device | str = "cpu", seed: int = 0):
+    def __init__(self, capacity: int, device: torch.device | str = "cpu", seed: int = 0,
+                 task_of_class: torch.Tensor | None = None):
         if capacity < 0:
             raise ValueError(f"buffer capacity must be >= 0, got {capacity}")
         self.capacity = capacity
         self.device = torch.device(device)
+        # labels -> task ids for items added without them (looked up only when written)
+        self.task_of_class = None if task_of_class is None else task_of_class.to(self.device)
         self.rng = np.random.default_rng(seed)
         self.seen = 0  # stream items offered so far: the reservoir counter
         self.examples: torch.Tensor | None = None
@@ -53,10 +58,11 @@ class ReservoirBuffer:
         self,
         examples: torch.Tensor,
         labels: torch.Tensor,
-        task_ids: torch.Tensor,
+        task_ids: torch.Tensor | None = None,
         logits: torch.Tensor | None = None,
     ) -> None:
-        """Offer a batch of stream items to the reservoir."""
+        """Offer a batch of stream items to the reservoir. Without ``task_ids``, an item's
+        task is looked up in ``task_of_class`` (given to the constructor)."""
         batch_size = examples.shape[0]
         slots, rows = self._reservoir_slots(batch_size)
         self.seen += batch_size
@@ -66,9 +72,15 @@ class ReservoirBuffer:
             self._allocate(examples, labels, logits)
         slots = self._to_device(slots)
         rows = self._to_device(rows, examples.device)
+        written_labels = labels[rows]
         self.examples[slots] = examples[rows].to(self.examples.dtype)
-        self.labels[slots] = labels[rows]
-        self.task_ids[slots] = task_ids[rows]
+        self.labels[slots] = written_labels
+        if task_ids is None:
+            if self.task_of_class is None:
+                raise ValueError("add() needs task_ids: this buffer has no task_of_class")
+            self.task_ids[slots] = self.task_of_class[written_labels]
+        else:
+            self.task_ids[slots] = task_ids[rows]
         if self.logits is not None and logits is not None:
             self.logits[slots] = logits[rows].to(self.logits.dtype)
 
@@ -119,16 +131,31 @@ class ReservoirBuffer:
         host (vectorised NumPy, no device sync) and the device is touched only when
         something is actually written.
         """
-        if self.capacity == 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        position = np.arange(self.seen, self.seen + batch_size)
-        if self.seen + batch_size <= self.capacity:  # still filling: distinct free slots
-            return position, np.arange(batch_size)
+        seen, capacity = self.seen, self.capacity
+        if capacity == 0:
+            return _NO_SLOTS, _NO_SLOTS
+        if seen + batch_size <= capacity:  # still filling: distinct free slots
+            return np.arange(seen, seen + batch_size), np.arange(batch_size)
         draw = self.rng.random(batch_size)
-        slots = np.where(position < self.capacity, position,
-                         (draw * (position + 1)).astype(np.int64))  # uniform on [0, position]
-        rows = np.flatnonzero(slots < self.capacity)
-        slots = slots[rows]
+        if seen >= capacity:
+            # The buffer is full (the common case): item n goes to slot floor(u (n + 1))
+            # if that is < capacity. A plain loop over the few items of a batch costs less
+            # than the NumPy calls below; the float arithmetic is the same.
+            slots, rows = [], []
+            for row, u in enumerate(draw.tolist()):
+                slot = int(u * (seen + row + 1))
+                if slot < capacity:
+                    slots.append(slot)
+                    rows.append(row)
+            if not slots:
+                return _NO_SLOTS, _NO_SLOTS
+            slots, rows = np.array(slots, dtype=np.int64), np.array(rows, dtype=np.int64)
+        else:
+            position = np.arange(seen, seen + batch_size)
+            slots = np.where(position < capacity, position,
+                             (draw * (position + 1)).astype(np.int64))  # uniform on [0, position]
+            rows = np.flatnonzero(slots < capacity)
+            slots = slots[rows]
         if len(slots) > 1 and len(np.unique(slots)) < len(slots):
             # Items of one batch that draw the same slot: the last one wins, exactly as
             # if they had been inserted one after another.
@@ -141,14 +168,14 @@ class ReservoirBuffer:
         """Draw ``min(size, len(self))`` distinct items, uniformly without replacement."""
         if self.is_empty():
             raise RuntimeError("cannot sample from an empty buffer")
-        count = min(size, len(self))
-        index = self._to_device(self.rng.permutation(len(self))[:count])
+        stored = len(self)
+        index = self._to_device(self.rng.permutation(stored)[:size])
         return ReplayBatch(
             index=index,
-            examples=self.examples[index],
-            labels=self.labels[index],
-            task_ids=self.task_ids[index],
-            logits=None if self.logits is None else self.logits[index],
+            examples=self.examples.index_select(0, index),  # faster than [] for one index
+            labels=self.labels.index_select(0, index),
+            task_ids=self.task_ids.index_select(0, index),
+            logits=None if self.logits is None else self.logits.index_select(0, index),
         )
 
     def state_dict(self) -> dict:

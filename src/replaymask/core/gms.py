@@ -14,7 +14,7 @@ import torch.nn.functional as F
 MaskValue = Union[float, Literal["detach"]]  # noqa: UP007 (a runtime alias on 3.10)
 
 __all__ = ["MaskValue", "gms_cross_entropy", "gms_masked_logits", "live_classes",
-           "class_to_task_layout"]
+           "same_task_table", "class_to_task_layout"]
 
 
 def gms_cross_entropy(
@@ -75,10 +75,13 @@ def gms_cross_entropy(
 def gms_masked_logits(logits: torch.Tensor, live: torch.Tensor,
                       mask_value: MaskValue) -> torch.Tensor:
     """The logits the GMS softmax sees: non-live entries replaced by ``mask_value`` (or,
-    for ``"detach"``, by their own value cut from the graph). No argument checks."""
+    for ``"detach"``, by their own value cut from the graph). No argument checks.
+
+    One ``where`` either way; its backward passes the gradient of live entries and
+    exactly zero elsewhere."""
     if isinstance(mask_value, str):
         return torch.where(live, logits, logits.detach())
-    return logits.masked_fill(~live, mask_value)
+    return torch.where(live, logits, mask_value)
 
 
 def _check_arguments(logits, targets, live, mask_value, reduction) -> None:
@@ -138,5 +141,10 @@ def class_to_task_layout(tasks: list[list[int]], num_classes: int | None = None)
 
 def live_classes(targets: torch.Tensor, class_to_task: torch.Tensor) -> torch.Tensor:
     """``(N, K)`` bool mask: True where class k belongs to the same task as ``targets[n]``."""
-    class_to_task = class_to_task.to(targets.device)
-    return class_to_task.unsqueeze(0) == class_to_task[targets].unsqueeze(1)
+    return same_task_table(class_to_task.to(targets.device))[targets]
+
+
+def same_task_table(class_to_task: torch.Tensor) -> torch.Tensor:
+    """``(K, K)`` bool table: row c marks the classes of class c's task, so that
+    ``table[targets]`` is :func:`live_classes` in one gather (build it once per run)."""
+    return class_to_task.unsqueeze(0) == class_to_task.unsqueeze(1)

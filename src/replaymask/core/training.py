@@ -253,22 +253,19 @@ def _run_epoch(method, images, labels, batch_size, bar, task, probe, first_batch
     """One pass over the stream from batch ``first_batch`` on (a resumed epoch skips the
     batches it had done); ``after_step(next_batch)`` follows every step."""
     # Losses stay on the device and are read back every CHECK_EVERY steps only.
-    running_loss = torch.zeros((), device=labels.device)
-    pending = 0
-    starts = range(first_batch * batch_size, len(labels), batch_size)
-    for step, first in enumerate(starts, start=first_batch + 1):
-        loss = method.observe(images[first:first + batch_size], labels[first:first + batch_size])
-        running_loss += loss.float()
-        pending += 1
-        if step % CHECK_EVERY == 0 or first + batch_size >= len(labels):
-            mean_loss = running_loss.item() / pending
+    losses = []
+    image_batches, label_batches = images.split(batch_size), labels.split(batch_size)
+    last = -(-len(labels) // batch_size)  # (split gives one empty batch for no data)
+    for step in range(first_batch + 1, last + 1):
+        losses.append(method.observe(image_batches[step - 1], label_batches[step - 1]))
+        if step % CHECK_EVERY == 0 or step == last:
+            mean_loss = torch.stack(losses).float().mean().item()
             if not np.isfinite(mean_loss):
                 raise DivergenceError(
                     f"training diverged (loss {mean_loss}) in task {task + 1} near step {step}; "
                     "try a smaller --lr")
-            bar.update(pending)
-            running_loss.zero_()
-            pending = 0
+            bar.update(len(losses))
+            losses.clear()
             if probe is not None:
                 probe.record(run_state["steps_done"] + 1)
         after_step(step)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..buffer import ReservoirBuffer
-from ..gms import gms_cross_entropy, live_classes
+from ..gms import gms_masked_logits, same_task_table
 from ..run_config import RunConfig
 
 
@@ -56,11 +56,13 @@ class ContinualMethod:
         self.net = net
         self.prepare = prepare  # raw stored images -> network input (augmented if any)
         self.class_to_task = class_to_task
+        self.live_by_class = same_task_table(class_to_task)  # GMS: live classes per label
         self.config = config
         self.settings = config.method_settings
         device = next(net.parameters()).device
         # methods declared without a buffer have buffer_size 0 in their config
-        self.buffer = ReservoirBuffer(config.buffer_size, device=device, seed=config.seed + 1)
+        self.buffer = ReservoirBuffer(config.buffer_size, device=device, seed=config.seed + 1,
+                                      task_of_class=class_to_task)
         self.task = 0
         self.optimizer = PlainSGD(net.parameters(), config.lr)
 
@@ -92,19 +94,37 @@ class ContinualMethod:
         masked = self.config.gms and self.config.gms_on_buffer
         return self._cross_entropy(logits, labels, masked, reduction)
 
+    def stream_and_replay_loss(self, logits, labels, stream: int) -> torch.Tensor:
+        """Mean cross-entropy over a stream batch (the first ``stream`` rows) and a replay
+        batch in one: each row treated as :meth:`stream_loss` and :meth:`replay_loss`
+        would treat it, with one mask and one softmax for all rows."""
+        if not self.config.gms:
+            return F.cross_entropy(logits, labels)
+        live = self.live_by_class[labels]
+        if not self.config.gms_on_buffer:
+            live[stream:] = True
+        return self.gms_cross_entropy(logits, labels, live, reduction="none").mean()
+
+    def gms_cross_entropy(self, logits, labels, live, reduction: str = "mean") -> torch.Tensor:
+        """:func:`~replaymask.core.gms.gms_cross_entropy` with the run's mask value, without
+        its per-call argument checks (the configuration was checked once)."""
+        return F.cross_entropy(gms_masked_logits(logits, live, self.config.gms_mask_value),
+                               labels, reduction=reduction)
+
     def _cross_entropy(self, logits, labels, masked: bool, reduction: str) -> torch.Tensor:
         if not masked:
             return F.cross_entropy(logits, labels, reduction=reduction)
-        live = live_classes(labels, self.class_to_task)
-        return gms_cross_entropy(logits, labels, live, self.config.gms_mask_value,
-                                 reduction=reduction, check_targets=False)
+        return self.gms_cross_entropy(logits, labels, self.live_by_class[labels], reduction)
 
     def update(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()
-        with torch.autocast(loss.device.type, enabled=False):  # backward outside autocast
+        if torch.is_autocast_enabled(loss.device.type):
+            with torch.autocast(loss.device.type, enabled=False):  # backward outside autocast
+                loss.backward()
+        else:
             loss.backward()
         self.optimizer.step()
 
     def remember(self, raw_inputs, labels, logits=None) -> None:
         """Offer the stream batch (not augmented) to the buffer."""
-        self.buffer.add(raw_inputs, labels, self.class_to_task[labels], logits=logits)
+        self.buffer.add(raw_inputs, labels, logits=logits)

@@ -39,15 +39,8 @@ class ER(ContinualMethod):
         else:
             replay = self.buffer.sample(self.config.minibatch_size)
             inputs = torch.cat([self.prepare(raw_inputs), self.prepare(replay.examples)])
-            logits = self.net(inputs)
-            stream = len(labels)
-            if self.config.gms:
-                loss = torch.cat([
-                    self.stream_loss(logits[:stream], labels, reduction="none"),
-                    self.replay_loss(logits[stream:], replay.labels, reduction="none"),
-                ]).mean()
-            else:
-                loss = self.stream_loss(logits, torch.cat([labels, replay.labels]))
+            loss = self.stream_and_replay_loss(self.net(inputs), torch.cat([labels, replay.labels]),
+                                               stream=len(labels))
         self.update(loss)
         self.remember(raw_inputs, labels)
         return loss.detach()

@@ -53,7 +53,7 @@ class ERACE(ContinualMethod):
             present = torch.zeros_like(self.class_index, dtype=torch.bool)
             present[labels] = True
             live = present | (self.class_index >= self.highest_seen)
-            loss = F.cross_entropy(logits.masked_fill(~live, torch.finfo(logits.dtype).min),
+            loss = F.cross_entropy(torch.where(live, logits, torch.finfo(logits.dtype).min),
                                    labels)
         else:
             loss = F.cross_entropy(logits, labels)

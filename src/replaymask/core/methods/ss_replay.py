@@ -17,7 +17,6 @@ it. ``--gms --gms-on-buffer`` separates each replayed row by its own task instea
 
 import torch
 
-from ..gms import gms_cross_entropy, live_classes
 from .base import ContinualMethod
 
 METHOD = {
@@ -39,10 +38,8 @@ class SeparatedSoftmaxReplay(ContinualMethod):
             replay = self.buffer.sample(self.config.minibatch_size)
             inputs = torch.cat([inputs, self.prepare(replay.examples)])
             targets = torch.cat([labels, replay.labels])
-        logits = self.net(inputs)
-        mask_value = self.config.gms_mask_value if self.config.gms else float("-inf")
-        loss = gms_cross_entropy(logits, targets, self.separated(targets, stream), mask_value,
-                                 check_targets=False)
+        # without --gms the run's mask value is -inf: SS-IL's separated softmax
+        loss = self.gms_cross_entropy(self.net(inputs), targets, self.separated(targets, stream))
         self.update(loss)
         self.remember(raw_inputs, labels)
         return loss.detach()
@@ -54,5 +51,5 @@ class SeparatedSoftmaxReplay(ContinualMethod):
         old = (task_of_class < self.task) & (self.class_to_task[targets] < self.task)[:, None]
         live = new | old
         if self.config.gms and self.config.gms_on_buffer:
-            live[stream:] = live_classes(targets[stream:], self.class_to_task)
+            live[stream:] = self.live_by_class[targets[stream:]]
         return live
