@@ -3,8 +3,8 @@
     python benchmarks/step_breakdown.py [--threads 1] [--repeats 3] [--configs ...]
         [--out results/step_breakdown-1thread.json]
 
-For each configuration (ER, ER + GMS, DER++, DER++ + GMS, ER-ACE; buffer 200, the DER
-paper's arguments, real S-MNIST), one process:
+For each configuration (ER, ER + GMS, DER++, DER++ + GMS, DER++ with replay batches of
+10, ER-ACE; buffer 200, the DER paper's arguments, real S-MNIST), one process:
 
 * **step**: the time of ``method.observe`` over a whole pass of the stream (5 tasks,
   6,000 steps of batch 10; no evaluation), the best of ``--repeats`` passes.
@@ -44,6 +44,7 @@ CONFIGS = {
     "ER + GMS": {"model": "er", "gms": True},
     "DER++": {"model": "derpp"},
     "DER++ + GMS": {"model": "derpp", "gms": True},
+    "DER++ replay 10": {"model": "derpp", "minibatch_size": 10},  # as Mammoth e75a491 runs it
     "ER-ACE": {"model": "er_ace"},
 }
 PARTS = ("prepare", "sample", "forward", "update", "remember")

@@ -194,7 +194,7 @@ def entry_point() -> None:
     Before exiting, every object alive is frozen out of the garbage collector: the
     interpreter's final collection would otherwise walk the ~170,000 objects that
     importing torch creates, about 0.3 s of every run's wall time on this project's
-    2-core machines (BENCHMARKS.md section 8). Nothing is skipped: files, databases and
+    2-core machines (BENCHMARKS.md section 3). Nothing is skipped: files, databases and
     atexit handlers are closed and run as usual."""
     status = main()
     gc.freeze()
