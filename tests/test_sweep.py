@@ -132,7 +132,8 @@ def test_runs_and_report_commands(tmp_path, mnist_like_root, capsys):
     assert cli.main(["report", "--db", str(db), "--out", str(out)]) == 0
     table = (out / "report.md").read_text()
     assert "| SGD + GMS (m=-inf) |" in table and "(n=2)" in table
-    assert "GMS (m=-inf) minus no GMS, class-il points:" in table
+    assert "GMS (m=-inf) minus no GMS, class-il points (mean over pairs" in table
+    assert "## Paired differences to the same method without GMS" in table
     assert (out / "report.csv").read_text().startswith("method,dataset,buffer_size,seeds")
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["seq-mnist_accuracy_matrices.png", "seq-mnist_accuracy_per_task.png",

@@ -325,7 +325,8 @@ def _report(args: argparse.Namespace) -> int:
         except ImportError:
             raise ConfigError("plots need matplotlib: pip install 'replaymask[report]', "
                               "or pass --no-plots") from None
-    for path in write_report(results, args.out, plots=not args.no_plots):
+    failed = [row["config"] for row in store.runs("failed")]
+    for path in write_report(results, args.out, plots=not args.no_plots, failed=failed):
         print(f"wrote {path}")
     return 0
 

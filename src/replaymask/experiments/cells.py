@@ -23,12 +23,18 @@ def method_label(config: dict) -> str:
 
 @dataclass
 class Cell:
-    """The runs of one (method label, dataset, buffer size): one value per seed."""
+    """The runs of one (method label, dataset, buffer size): one value per finished run,
+    and how many runs of the cell failed (diverged) instead."""
 
     label: str
     dataset: str
     buffer_size: int
     results: list[dict]
+    failed: int = 0
+
+    @property
+    def attempted(self) -> int:
+        return len(self.results) + self.failed
 
     def values(self, setting: str) -> list[float]:
         return [r["metrics"][setting]["average_accuracy"] for r in self.results]
@@ -39,13 +45,18 @@ class Cell:
                 for i, row in enumerate(matrices[0])]
 
 
-def group_runs(results: list[dict]) -> list[Cell]:
-    """Group finished runs' results (``result.json`` dicts) into table cells."""
+def group_runs(results: list[dict], failed: list[dict] = ()) -> list[Cell]:
+    """Group finished runs' results (``result.json`` dicts) and the configurations of
+    failed runs into table cells."""
     cells: dict[tuple, Cell] = {}
-    for result in results:
-        config = result["config"]
+
+    def cell_of(config):
         key = (method_label(config), config["dataset"], config["buffer_size"])
-        cells.setdefault(key, Cell(*key, results=[])).results.append(result)
+        return cells.setdefault(key, Cell(*key, results=[]))
+    for result in results:
+        cell_of(result["config"]).results.append(result)
+    for config in failed:
+        cell_of(config).failed += 1
     return list(cells.values())
 
 

@@ -1,0 +1,140 @@
+"""The report's statistics: paired differences, their intervals and tests, Holm's
+correction, and the count of diverged runs."""
+
+import csv
+import math
+
+import pytest
+
+from replaymask import cli
+from replaymask.experiments.cells import group_runs
+from replaymask.experiments.stats import gms_comparisons, holm, paired_difference
+from replaymask.experiments.store import ResultsStore
+
+T_975_2 = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom
+
+
+def result(model, seed, class_il, task_il=90.0, gms=False, buffer_size=200, order=None):
+    config = {"model": model, "dataset": "seq-mnist", "buffer_size": buffer_size,
+              "seed": seed, "class_order_seed": order, "gms": gms}
+    if gms:
+        config["gms_mask_value"] = "-inf"
+    return {"config": config, "wall_time_s": 1.0,
+            "metrics": {"class_il": {"average_accuracy": class_il},
+                        "task_il": {"average_accuracy": task_il}},
+            "accuracy_matrix": {"class_il": [[class_il]], "task_il": [[task_il]]}}
+
+
+def cells_of(base_values, gms_values, base_seeds=None, gms_seeds=None):
+    base_seeds = base_seeds or range(len(base_values))
+    gms_seeds = gms_seeds or range(len(gms_values))
+    runs = [result("er", s, v) for s, v in zip(base_seeds, base_values, strict=True)]
+    runs += [result("er", s, v, gms=True) for s, v in zip(gms_seeds, gms_values, strict=True)]
+    cells = {c.label: c for c in group_runs(runs)}
+    return cells["ER + GMS (m=-inf)"], cells["ER"]
+
+
+def test_the_difference_is_paired_by_seed_with_a_t_interval_and_a_paired_test():
+    # differences 1, 2, 3 within the pairs, although the cells' means differ by 2 and
+    # their spread (10 points between seeds) would hide it in an unpaired comparison
+    variant, base = cells_of([50.0, 60.0, 70.0], [51.0, 62.0, 73.0])
+    found = paired_difference(variant, base, "class_il")
+    assert found.pairs == 3 and found.mean == pytest.approx(2.0)
+    half = T_975_2 * 1.0 / math.sqrt(3)
+    assert (found.low, found.high) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
+    t = 2.0 / (1.0 / math.sqrt(3))
+    assert t == pytest.approx(3.4641016)
+    assert found.p == pytest.approx(0.0741799, abs=1e-6)  # two-sided, 2 degrees of freedom
+
+
+def test_only_runs_with_a_partner_of_the_same_seed_and_class_order_are_compared():
+    variant, base = cells_of([50.0, 60.0, 70.0], [61.0, 72.0, 99.0],
+                             base_seeds=[0, 1, 2], gms_seeds=[1, 2, 3])
+    found = paired_difference(variant, base, "class_il")
+    assert found.pairs == 2 and found.mean == pytest.approx(1.5)
+    other_order = group_runs([result("er", 0, 50.0, order=7),
+                              result("er", 0, 60.0, gms=True, order=8)])
+    assert paired_difference(*sorted(other_order, key=lambda c: "GMS" not in c.label),
+                             "class_il") is None
+
+
+def test_one_pair_has_no_interval_and_identical_differences_are_certain():
+    variant, base = cells_of([50.0], [55.0])
+    single = paired_difference(variant, base, "class_il")
+    assert single.pairs == 1 and single.low is None and single.p is None
+    variant, base = cells_of([50.0, 60.0], [52.0, 62.0])
+    constant = paired_difference(variant, base, "class_il")
+    assert constant.low == constant.high == pytest.approx(2.0) and constant.p == 0.0
+    variant, base = cells_of([50.0, 60.0], [50.0, 60.0])
+    assert paired_difference(variant, base, "class_il").p == 1.0
+
+
+def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_plus_1_monotonically():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def test_a_difference_significant_alone_may_not_survive_the_whole_table():
+    runs = []
+    for buffer_size, shift in ((10, [3.0, 3.5, 2.5, 3.2, 2.8]), (20, [0.5, -0.4, 0.3, 0.1, -0.2]),
+                               (50, [0.2, -0.3, 0.4, 0.0, -0.1])):
+        for seed, delta in enumerate(shift):
+            runs.append(result("er", seed, 50.0 + seed, buffer_size=buffer_size))
+            runs.append(result("er", seed, 50.0 + seed + delta, gms=True,
+                               buffer_size=buffer_size))
+    found = {d.buffer_size: d for d in gms_comparisons(group_runs(runs), "class_il")}
+    assert found[10].significant and found[10].p_holm == pytest.approx(3 * found[10].p)
+    assert not found[20].significant and not found[50].significant
+    assert all(d.p_holm >= d.p for d in found.values())
+
+
+def test_report_prints_intervals_tests_and_diverged_counts(tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    store = ResultsStore(db)
+    for seed, (plain, masked) in enumerate([(70.0, 75.0), (72.0, 78.0), (71.0, 75.5)]):
+        for gms, value in ((False, plain), (True, masked)):
+            run = result("er", seed, value, gms=gms)
+            store.record(f"{seed}{gms}", run["config"], run)
+    diverged = result("er", 3, 0.0, gms=True)["config"]
+    store.record("diverged", diverged, error="training diverged (loss nan) in task 2")
+    store.close()
+    out = tmp_path / "report"
+    assert cli.main(["report", "--db", str(db), "--no-plots", "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "6 finished runs, 1 diverged" in markdown
+    assert "(n=3; 1/4 diverged)" in markdown
+    assert "| ER + GMS (m=-inf) | seq-mnist | 200 | 3 | +5.17 [" in markdown
+    with open(out / "paired.csv") as file:
+        rows = list(csv.DictReader(file))
+    class_il = next(r for r in rows if r["setting"] == "class_il")
+    assert class_il["pairs"] == "3"
+    assert float(class_il["mean_difference"]) == pytest.approx(31.0 / 6, abs=1e-4)
+    assert float(class_il["ci95_low"]) < float(class_il["mean_difference"]) < float(
+        class_il["ci95_high"])
+    with open(out / "report.csv") as file:
+        cells = {r["method"]: r for r in csv.DictReader(file)}
+    assert (cells["ER + GMS (m=-inf)"]["runs"], cells["ER + GMS (m=-inf)"]["diverged"]) == (
+        "4", "1")
+    assert cells["ER"]["diverged"] == "0"
+
+
+def test_a_cell_whose_runs_all_diverged_is_reported_as_such(tmp_path):
+    from replaymask.experiments.report import write_report
+
+    runs = [result("er", 0, 70.0)]
+    written = write_report(runs, tmp_path, plots=False,
+                           failed=[result("der", 0, 0.0)["config"]] * 2)
+    assert "all 2 diverged" in written[0].read_text()
+
+
+def test_the_test_agrees_with_scipy_stats():
+    from scipy import stats
+
+    variant, base = cells_of([50.0, 61.0, 70.0, 58.0, 66.0], [53.0, 62.5, 70.1, 62.0, 66.2])
+    found = paired_difference(variant, base, "class_il")
+    differences = [3.0, 1.5, 0.1, 4.0, 0.2]
+    reference = stats.ttest_rel([53.0, 62.5, 70.1, 62.0, 66.2], [50.0, 61.0, 70.0, 58.0, 66.0])
+    assert found.p == pytest.approx(reference.pvalue, rel=1e-9)
+    interval = stats.t.interval(0.95, 4, loc=sum(differences) / 5, scale=stats.sem(differences))
+    assert (found.low, found.high) == (pytest.approx(interval[0]), pytest.approx(interval[1]))
