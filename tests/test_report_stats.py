@@ -22,7 +22,8 @@ def result(model, seed, class_il, task_il=90.0, gms=False, buffer_size=200, orde
     return {"config": config, "wall_time_s": 1.0,
             "metrics": {"class_il": {"average_accuracy": class_il},
                         "task_il": {"average_accuracy": task_il}},
-            "accuracy_matrix": {"class_il": [[class_il]], "task_il": [[task_il]]}}
+            "accuracy_matrix": {"class_il": [[class_il], [class_il, class_il]],
+                                "task_il": [[task_il], [task_il, task_il]]}}
 
 
 def cells_of(base_values, gms_values, base_seeds=None, gms_seeds=None):
@@ -138,3 +139,28 @@ def test_the_test_agrees_with_scipy_stats():
     assert found.p == pytest.approx(reference.pvalue, rel=1e-9)
     interval = stats.t.interval(0.95, 4, loc=sum(differences) / 5, scale=stats.sem(differences))
     assert (found.low, found.high) == (pytest.approx(interval[0]), pytest.approx(interval[1]))
+
+
+def test_the_m_curve_figure_is_drawn_when_four_or_more_mask_values_were_run(tmp_path):
+    pytest.importorskip("matplotlib")
+    from replaymask.experiments.plots import mask_value_curves
+
+    runs = []
+    for seed in range(3):
+        runs.append(result("er", seed, 60.0 + seed, buffer_size=20))
+        for m in ("-inf", -1.0, 0.0, 1.0, 5.0, "detach"):
+            run = result("er", seed, 70.0 + seed, gms=True, buffer_size=20)
+            run["config"]["gms_mask_value"] = m
+            runs.append(run)
+    for run in runs:
+        run["metrics"]["class_il"].update(forgetting=10.0, final_task_accuracy=[80.0, 99.0])
+    from replaymask.experiments.report import write_report
+
+    curves = mask_value_curves(group_runs(runs))
+    assert list(curves) == [("ER", 20)]
+    assert sorted(curves[("ER", 20)]) == [float("-inf"), -1.0, 0.0, 1.0, 5.0]  # no detach
+    written = write_report(runs, tmp_path, plots=True)
+    figure = tmp_path / "seq-mnist_m_curve.png"
+    assert figure in written and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fewer = [r for r in runs if r["config"].get("gms_mask_value") in (None, "-inf", 0.0, 5.0)]
+    assert not mask_value_curves(group_runs(fewer))

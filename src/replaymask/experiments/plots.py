@@ -43,7 +43,92 @@ def write_all(cells: list[Cell], out_dir: Path) -> list[Path]:
             accuracy_vs_buffer(subset, out_dir / f"{dataset}_accuracy_vs_buffer.png"),
             stability_plasticity(subset, out_dir / f"{dataset}_stability_plasticity.png"),
         ]
+        if mask_value_curves(subset):
+            written.append(m_curve(subset, out_dir / f"{dataset}_m_curve.png"))
     return written
+
+
+M_CURVE_METRICS = (  # (title, value of one run)
+    ("Class-IL accuracy (%)", lambda r: r["metrics"]["class_il"]["average_accuracy"]),
+    ("Task-IL accuracy (%)", lambda r: r["metrics"]["task_il"]["average_accuracy"]),
+    ("Class-IL forgetting (points)", lambda r: r["metrics"]["class_il"]["forgetting"]),
+    ("last task's Class-IL accuracy (%)",
+     lambda r: r["metrics"]["class_il"]["final_task_accuracy"][-1]),
+)
+
+
+def _mask_value(cell: Cell) -> float | None:
+    """The cell's GMS mask value as a number (-inf included), or None for no GMS,
+    "detach" or a masked buffer."""
+    config = cell.results[0]["config"] if cell.results else {}
+    if not config.get("gms") or config.get("gms_on_buffer"):
+        return None
+    value = config.get("gms_mask_value", "-inf")
+    return None if value == "detach" else float(value)
+
+
+def mask_value_curves(cells: list[Cell]) -> dict[tuple[str, int], dict[float, Cell]]:
+    """(method, buffer size) -> {m: cell} where at least 4 values of m were run."""
+    curves: dict[tuple[str, int], dict[float, Cell]] = {}
+    for cell in cells:
+        if (m := _mask_value(cell)) is not None:
+            curves.setdefault((cell.label.split(" + GMS")[0], cell.buffer_size), {})[m] = cell
+    return {key: curve for key, curve in curves.items() if len(curve) >= 4}
+
+
+def m_curve(cells: list[Cell], path: Path) -> Path:
+    """The paper's knob: each metric against the mask value m, one column per buffer
+    size, one line per method, the mean over seeds with its 95% confidence band (t
+    interval); the same method without GMS as a dashed line of its colour."""
+    from .stats import mean_interval
+
+    plt = _pyplot()
+    curves = mask_value_curves(cells)
+    buffers = sorted({buffer_size for _, buffer_size in curves})
+    values = sorted({m for curve in curves.values() for m in curve})
+    position = {m: index for index, m in enumerate(values)}  # -inf first, evenly spaced
+    methods = list(dict.fromkeys(method for method, _ in sorted(
+        curves, key=lambda key: row_order(cells).index(key[0]) if key[0] in row_order(cells)
+        else 0)))
+    colors = {method: f"C{index}" for index, method in enumerate(methods)}
+    plain = {(c.label, c.buffer_size): c for c in cells if " + GMS" not in c.label}
+    figure, axes = plt.subplots(len(M_CURVE_METRICS), len(buffers), squeeze=False,
+                                figsize=(4.6 * len(buffers), 3.0 * len(M_CURVE_METRICS)),
+                                sharex=True, sharey="row")
+    for column, buffer_size in enumerate(buffers):
+        for row, (title, metric) in enumerate(M_CURVE_METRICS):
+            axis = axes[row][column]
+            for method in methods:
+                curve = curves.get((method, buffer_size))
+                if curve is None:
+                    continue
+                ms = sorted(curve)
+                intervals = [mean_interval([metric(r) for r in curve[m].results]) for m in ms]
+                xs = [position[m] for m in ms]
+                axis.plot(xs, [mean for mean, _, _ in intervals], marker="o", markersize=3,
+                          linewidth=1, color=colors[method], label=f"{method} + GMS")
+                if all(low is not None for _, low, _ in intervals):
+                    axis.fill_between(xs, [low for _, low, _ in intervals],
+                                      [high for _, _, high in intervals],
+                                      color=colors[method], alpha=0.15, linewidth=0)
+                if (baseline := plain.get((method, buffer_size))) and baseline.results:
+                    axis.axhline(statistics.fmean(metric(r) for r in baseline.results),
+                                 color=colors[method], linestyle="--", linewidth=0.8,
+                                 label=f"{method}, no GMS")
+            if row == 0:
+                axis.set_title(f"buffer {buffer_size}" if buffer_size else "no buffer")
+                if column == len(buffers) - 1:
+                    axis.legend(fontsize=6)
+            if column == 0:
+                axis.set_ylabel(title, fontsize=8)
+            axis.set_xticks(range(len(values)))
+            axis.set_xticklabels(["-inf" if m == float("-inf") else f"{m:g}" for m in values],
+                                 fontsize=7)
+    for axis in axes[-1]:
+        axis.set_xlabel("GMS mask value m")
+    figure.suptitle(f"{cells[0].dataset}: against the GMS mask value m\n(mean over seeds, "
+                    "95% band; dashed: the method without GMS)", fontsize=9)
+    return _save(figure, path)
 
 
 def heatmaps(cells: list[Cell], path: Path) -> Path:

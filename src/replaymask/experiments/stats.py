@@ -64,23 +64,33 @@ def paired_difference(variant: Cell, base: Cell, setting: str) -> PairedDifferen
                    for r in variant.results if pair_key(r) in base_values]
     if not differences:
         return None
-    mean = statistics.fmean(differences)
-    low = high = p = None
+    mean, low, high = mean_interval(differences)
+    p = None
     if len(differences) > 1:
-        # Student's t distribution from scipy.special: stdtrit is its quantile function,
-        # stdtr its CDF (imported here: the report's other tables do not need SciPy)
-        from scipy.special import stdtr, stdtrit
+        from scipy.special import stdtr  # Student's t CDF
 
-        freedom = len(differences) - 1
         standard_error = statistics.stdev(differences) / math.sqrt(len(differences))
-        half = float(stdtrit(freedom, 0.5 + LEVEL / 2)) * standard_error
-        low, high = mean - half, mean + half
         if standard_error == 0:  # every pair differs by the same amount: t is 0 or infinite
             p = 1.0 if mean == 0 else 0.0
         else:  # the paired t-test, two-sided
-            p = float(2 * stdtr(freedom, -abs(mean / standard_error)))
+            p = float(2 * stdtr(len(differences) - 1, -abs(mean / standard_error)))
     return PairedDifference(variant.label, base.label, variant.dataset, variant.buffer_size,
                             setting, len(differences), mean, low, high, p)
+
+
+def mean_interval(values: list[float]) -> tuple[float, float | None, float | None]:
+    """The mean and its 95% confidence interval from the t distribution (no interval
+    for a single value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None, None
+    # imported here: the report's other tables do not need SciPy; stdtrit is Student's t
+    # quantile function (scipy.stats.t.ppf, without importing scipy.stats)
+    from scipy.special import stdtrit
+
+    half = float(stdtrit(len(values) - 1, 0.5 + LEVEL / 2)) * statistics.stdev(values) / \
+        math.sqrt(len(values))
+    return mean, mean - half, mean + half
 
 
 def holm(p_values: list[float]) -> list[float]:
