@@ -164,3 +164,22 @@ def test_the_m_curve_figure_is_drawn_when_four_or_more_mask_values_were_run(tmp_
     assert figure in written and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fewer = [r for r in runs if r["config"].get("gms_mask_value") in (None, "-inf", 0.0, 5.0)]
     assert not mask_value_curves(group_runs(fewer))
+
+
+def test_runs_with_other_hyperparameters_than_the_best_arguments_are_their_own_cells():
+    runs = [result("er", seed, 70.0 + seed) for seed in range(3)]  # best args: lr 0.01
+    runs += [result("er", seed, 75.0 + seed, gms=True) for seed in range(3)]
+    for seed in range(3):
+        for gms, value in ((False, 60.0), (True, 64.0)):
+            run = result("er", seed, value + seed, gms=gms)
+            run["config"].update(lr=0.1, minibatch_size=10)
+            runs.append(run)
+    for run in runs:  # the best arguments of ER on seq-mnist at buffer 200
+        run["config"].setdefault("lr", 0.01)
+        run["config"].setdefault("minibatch_size", 10)
+    labels = {c.label: c for c in group_runs(runs)}
+    assert sorted(labels) == ["ER", "ER + GMS (m=-inf)", "ER [lr=0.1]",
+                              "ER [lr=0.1] + GMS (m=-inf)"]
+    found = {d.label: d for d in gms_comparisons(list(labels.values()), "class_il")}
+    assert found["ER + GMS (m=-inf)"].mean == pytest.approx(5.0)
+    assert found["ER [lr=0.1] + GMS (m=-inf)"].mean == pytest.approx(4.0)
