@@ -183,3 +183,17 @@ def test_runs_with_other_hyperparameters_than_the_best_arguments_are_their_own_c
     found = {d.label: d for d in gms_comparisons(list(labels.values()), "class_il")}
     assert found["ER + GMS (m=-inf)"].mean == pytest.approx(5.0)
     assert found["ER [lr=0.1] + GMS (m=-inf)"].mean == pytest.approx(4.0)
+
+
+def test_per_buffer_figures_leave_variants_run_at_a_few_sizes_to_the_m_curve():
+    from replaymask.experiments.plots import full_buffer_axis
+
+    runs = [result("er", 0, 60.0, buffer_size=size) for size in (10, 20, 200)]
+    runs += [result("er", 0, 65.0, gms=True, buffer_size=size) for size in (10, 20, 200)]
+    for size in (20, 200):
+        run = result("er", 0, 66.0, gms=True, buffer_size=size)
+        run["config"]["gms_mask_value"] = -2.0
+        runs.append(run)
+    kept = {(c.label, c.buffer_size) for c in full_buffer_axis(group_runs(runs))}
+    assert ("ER + GMS (m=-inf)", 10) in kept and ("ER", 200) in kept
+    assert not any("m=-2.0" in label for label, _ in kept)

@@ -18,7 +18,8 @@ def _pyplot():
 
 
 VARIANT_COLORS = ["black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
-                  "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+                  "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "lime",
+                  "teal", "crimson", "slategray"]  # black: no GMS, and no other variant
 METHOD_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 
@@ -29,23 +30,37 @@ def _style(label: str, labels: list[str]) -> dict:
         name.split(" + GMS")[1] if " + GMS" in name else "" for name in labels))
     variants.sort(key=lambda v: v != "")
     base, _, variant = label.partition(" + GMS")
-    return {"color": VARIANT_COLORS[variants.index(variant) % len(VARIANT_COLORS)],
+    index = variants.index(variant)  # past the palette: cycle, never back to black
+    color = VARIANT_COLORS[index if index < len(VARIANT_COLORS)
+                           else 1 + (index - 1) % (len(VARIANT_COLORS) - 1)]
+    return {"color": color,
             "marker": METHOD_MARKERS[bases.index(base) % len(METHOD_MARKERS)]}
 
 
 def write_all(cells: list[Cell], out_dir: Path) -> list[Path]:
     written = []
     for dataset in sorted({c.dataset for c in cells}):
-        subset = [c for c in cells if c.dataset == dataset]
+        everything = [c for c in cells if c.dataset == dataset]
+        subset = full_buffer_axis(everything)
         written += [
             heatmaps(subset, out_dir / f"{dataset}_accuracy_matrices.png"),
             accuracy_after_each_task(subset, out_dir / f"{dataset}_accuracy_per_task.png"),
             accuracy_vs_buffer(subset, out_dir / f"{dataset}_accuracy_vs_buffer.png"),
             stability_plasticity(subset, out_dir / f"{dataset}_stability_plasticity.png"),
         ]
-        if mask_value_curves(subset):
-            written.append(m_curve(subset, out_dir / f"{dataset}_m_curve.png"))
+        if mask_value_curves(everything):
+            written.append(m_curve(everything, out_dir / f"{dataset}_m_curve.png"))
     return written
+
+
+def full_buffer_axis(cells: list[Cell]) -> list[Cell]:
+    """The cells of the labels that were run at every buffer size their method was run at
+    without GMS: variants run at a few sizes only (the m curve's) are left to the m-curve
+    figure, so that the per-buffer figures keep one line per variant of the main grid."""
+    sizes: dict[str, set[int]] = {}
+    for cell in cells:
+        sizes.setdefault(cell.label, set()).add(cell.buffer_size)
+    return [c for c in cells if sizes[c.label] >= sizes.get(c.label.split(" + GMS")[0], set())]
 
 
 M_CURVE_METRICS = (  # (title, value of one run)
@@ -117,8 +132,7 @@ def m_curve(cells: list[Cell], path: Path) -> Path:
                                  label=f"{method}, no GMS")
             if row == 0:
                 axis.set_title(f"buffer {buffer_size}" if buffer_size else "no buffer")
-                if column == len(buffers) - 1:
-                    axis.legend(fontsize=6)
+                axis.legend(fontsize=6)
             if column == 0:
                 axis.set_ylabel(title, fontsize=8)
             axis.set_xticks(range(len(values)))
