@@ -137,25 +137,13 @@ class ReservoirBuffer:
         if seen + batch_size <= capacity:  # still filling: distinct free slots
             return np.arange(seen, seen + batch_size), np.arange(batch_size)
         draw = self.rng.random(batch_size)
-        if seen >= capacity:
-            # The buffer is full (the common case): item n goes to slot floor(u (n + 1))
-            # if that is < capacity. A plain loop over the few items of a batch costs less
-            # than the NumPy calls below; the float arithmetic is the same.
-            slots, rows = [], []
-            for row, u in enumerate(draw.tolist()):
-                slot = int(u * (seen + row + 1))
-                if slot < capacity:
-                    slots.append(slot)
-                    rows.append(row)
-            if not slots:
-                return _NO_SLOTS, _NO_SLOTS
-            slots, rows = np.array(slots, dtype=np.int64), np.array(rows, dtype=np.int64)
-        else:
-            position = np.arange(seen, seen + batch_size)
-            slots = np.where(position < capacity, position,
-                             (draw * (position + 1)).astype(np.int64))  # uniform on [0, position]
-            rows = np.flatnonzero(slots < capacity)
-            slots = slots[rows]
+        # item n (0-based) goes to slot floor(u (n + 1)), uniform on [0, n], if < capacity;
+        # items still at a free position (n < capacity) go there
+        slots = (draw * np.arange(seen + 1, seen + batch_size + 1)).astype(np.int64)
+        if seen < capacity:
+            slots[:capacity - seen] = np.arange(seen, capacity)
+        rows = np.flatnonzero(slots < capacity)
+        slots = slots[rows]
         if len(slots) > 1 and len(np.unique(slots)) < len(slots):
             # Items of one batch that draw the same slot: the last one wins, exactly as
             # if they had been inserted one after another.

@@ -61,9 +61,16 @@ def mask_order(label: str) -> float:
         return math.inf
 
 
+def split_label(label: str) -> tuple[str, str]:
+    """A cell label's two parts: the method with its arguments, and the GMS variant
+    ('' without GMS): 'ER [lr=0.01] + GMS (m=-inf)' -> ('ER [lr=0.01]', ' (m=-inf)')."""
+    plain, _, variant = label.partition(" + GMS")
+    return plain, variant
+
+
 def base_label(label: str) -> str:
     """The method's name in a cell label: 'ER [lr=0.01] + GMS (m=-inf)' -> 'ER'."""
-    return label.split(" + GMS")[0].split(" [")[0]
+    return split_label(label)[0].split(" [")[0]
 
 
 @dataclass
@@ -113,5 +120,5 @@ def row_order(cells: list[Cell]) -> list[str]:
     def key(label: str):
         base = base_label(label)
         return (methods.index(base) if base in methods else len(methods),
-                label.split(" + GMS")[0], " + GMS" in label, mask_order(label), label)
+                split_label(label)[0], " + GMS" in label, mask_order(label), label)
     return sorted({c.label for c in cells}, key=key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from .cells import Cell, row_order
+from .cells import Cell, row_order, split_label
 
 
 def _pyplot():
@@ -25,11 +25,10 @@ METHOD_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 def _style(label: str, labels: list[str]) -> dict:
     """Colour by GMS variant (black: no GMS), marker by method: 20+ lines stay readable."""
-    bases = list(dict.fromkeys(name.split(" + GMS")[0] for name in labels))
-    variants = list(dict.fromkeys(
-        name.split(" + GMS")[1] if " + GMS" in name else "" for name in labels))
+    bases = list(dict.fromkeys(split_label(name)[0] for name in labels))
+    variants = list(dict.fromkeys(split_label(name)[1] for name in labels))
     variants.sort(key=lambda v: v != "")
-    base, _, variant = label.partition(" + GMS")
+    base, variant = split_label(label)
     index = variants.index(variant)  # past the palette: cycle, never back to black
     color = VARIANT_COLORS[index if index < len(VARIANT_COLORS)
                            else 1 + (index - 1) % (len(VARIANT_COLORS) - 1)]
@@ -60,7 +59,7 @@ def full_buffer_axis(cells: list[Cell]) -> list[Cell]:
     sizes: dict[str, set[int]] = {}
     for cell in cells:
         sizes.setdefault(cell.label, set()).add(cell.buffer_size)
-    return [c for c in cells if sizes[c.label] >= sizes.get(c.label.split(" + GMS")[0], set())]
+    return [c for c in cells if sizes[c.label] >= sizes.get(split_label(c.label)[0], set())]
 
 
 M_CURVE_METRICS = (  # (title, value of one run)
@@ -87,7 +86,7 @@ def mask_value_curves(cells: list[Cell]) -> dict[tuple[str, int], dict[float, Ce
     curves: dict[tuple[str, int], dict[float, Cell]] = {}
     for cell in cells:
         if (m := _mask_value(cell)) is not None:
-            curves.setdefault((cell.label.split(" + GMS")[0], cell.buffer_size), {})[m] = cell
+            curves.setdefault((split_label(cell.label)[0], cell.buffer_size), {})[m] = cell
     return {key: curve for key, curve in curves.items() if len(curve) >= 4}
 
 
@@ -201,16 +200,16 @@ def accuracy_vs_buffer(cells: list[Cell], path: Path) -> Path:
     method (Class-IL above, Task-IL below), one line per GMS variant."""
     plt = _pyplot()
     labels = row_order(cells)
-    bases = [b for b in dict.fromkeys(label.split(" + GMS")[0] for label in labels)
-             if len({c.buffer_size for c in cells if c.label.split(" + GMS")[0] == b}) > 1]
+    bases = [b for b in dict.fromkeys(split_label(label)[0] for label in labels)
+             if len({c.buffer_size for c in cells if split_label(c.label)[0] == b}) > 1]
     if not bases:
-        bases = list(dict.fromkeys(label.split(" + GMS")[0] for label in labels))
+        bases = list(dict.fromkeys(split_label(label)[0] for label in labels))
     figure, axes = plt.subplots(2, len(bases), squeeze=False, figsize=(4 * len(bases), 7),
                                 sharey="row")
     for column, base in enumerate(bases):
         for row, (setting, title) in enumerate((("class_il", "Class-IL"), ("task_il", "Task-IL"))):
             axis = axes[row][column]
-            for label in (name for name in labels if name.split(" + GMS")[0] == base):
+            for label in (name for name in labels if split_label(name)[0] == base):
                 points = sorted((c for c in cells if c.label == label),
                                 key=lambda c: c.buffer_size)
                 means = [statistics.fmean(c.values(setting)) for c in points]

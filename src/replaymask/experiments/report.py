@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from ..core.results import atomic_write
-from .cells import Cell, group_runs, mask_order, row_order
+from .cells import Cell, group_runs, mask_order, row_order, split_label
 from .stats import PairedDifference, gms_comparisons
 
 SETTINGS = ("class_il", "task_il")
@@ -54,7 +54,7 @@ def gms_effect_table(cells: list[Cell], setting: str = "class_il") -> str:
     the whole table (:mod:`replaymask.experiments.stats`)."""
     comparisons = {(d.label, d.dataset, d.buffer_size): d for d in gms_comparisons(cells, setting)}
     by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
-    variants = sorted({c.label.split(" + GMS")[1] for c in cells if " + GMS" in c.label},
+    variants = sorted({split_label(c.label)[1] for c in cells if " + GMS" in c.label},
                       key=lambda variant: (mask_order(variant), variant))
     bases = [label for label in row_order(cells) if " + GMS" not in label]
     columns = sorted({(c.dataset, c.buffer_size) for c in cells})

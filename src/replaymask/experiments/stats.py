@@ -22,7 +22,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from .cells import Cell
+from .cells import Cell, split_label
 
 LEVEL = 0.95  # confidence level of the intervals
 ALPHA = 0.05  # family-wise error rate of the Holm-adjusted tests
@@ -112,7 +112,7 @@ def gms_comparisons(cells: list[Cell], setting: str) -> list[PairedDifference]:
     for cell in cells:
         if " + GMS" not in cell.label:
             continue
-        base = by_key.get((cell.label.split(" + GMS")[0], cell.dataset, cell.buffer_size))
+        base = by_key.get((split_label(cell.label)[0], cell.dataset, cell.buffer_size))
         if base is not None and (difference := paired_difference(cell, base, setting)):
             found.append(difference)
     tested = [d for d in found if d.p is not None]
