@@ -172,29 +172,50 @@ def run_command(root, out, checkpoints):
             str(checkpoints), "--checkpoint-every", "3", "--resume"]
 
 
+def newest_checkpoint(directory):
+    files = checkpoint_files(directory) if directory.exists() else []
+    return files[0].name if files else None
+
+
+def kill_after_progress(command, env, checkpoints, delay):
+    """Start ``command``; once it has saved a checkpoint of its own, wait ``delay`` s, kill -9.
+
+    Anchored to the run's own progress rather than to a wall-clock guess, so a slow or
+    fast machine (a cold start on a fresh CI box) cannot make every kill miss.  Returns
+    whether the process was still alive to be killed.
+    """
+    before = newest_checkpoint(checkpoints)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while (process.poll() is None and newest_checkpoint(checkpoints) == before
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    time.sleep(delay)
+    killed = process.poll() is None
+    if killed:
+        process.send_signal(signal.SIGKILL)
+    process.wait()
+    return killed
+
+
 def test_kill_9_at_random_moments_then_resume_gives_the_same_result_json(mnist_like_root,
                                                                          tmp_path):
     import json
+    import random
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     clean = tmp_path / "clean"
-    began = time.perf_counter()
     subprocess.run(run_command(mnist_like_root, clean, tmp_path / "ck-clean"), check=True,
                    env=env, capture_output=True)
-    duration = time.perf_counter() - began
     out, checkpoints = tmp_path / "out", tmp_path / "ck"
-    kills = 0
-    for fraction in (0.5, 0.7, 0.9):  # start-up is part of every try: later and later points
-        process = subprocess.Popen(run_command(mnist_like_root, out, checkpoints), env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(fraction * duration)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+    moments = random.Random(0)
+    kills = sum(kill_after_progress(run_command(mnist_like_root, out, checkpoints), env,
+                                    checkpoints, moments.uniform(0.0, 0.15))
+                for _ in range(3))
     subprocess.run(run_command(mnist_like_root, out, checkpoints), check=True, env=env,
                    capture_output=True)
-    assert kills >= 1
+    assert kills == 3  # every try was killed mid-run, after progress of its own
     expected = json.loads((clean / "result.json").read_text())
     resumed = json.loads((out / "result.json").read_text())
     for key in ("accuracy_matrix", "metrics", "before_task_accuracy", "random_init_accuracy"):
