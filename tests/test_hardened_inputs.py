@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from replaymask import cli
 from replaymask.config import (
     MAX_COUNT,
+    MAX_VALIDATION_FRACTION,
     PRECISIONS,
     SEED_LIMIT,
     method_settings,
@@ -130,6 +131,17 @@ def bad_floats(positive: bool):
                      ARG_TEXT).filter(lambda text: not _float_ok(text, positive))
 
 
+def bad_fractions(high: float):
+    """Text that is not a number from 0 to ``high``."""
+    def ok(text):
+        try:
+            return 0 <= float(text) <= high
+        except ValueError:
+            return False
+    return st.one_of(st.floats().map(repr), st.floats(high, 10, exclude_min=True).map(repr),
+                     ODD_TEXT, ARG_TEXT).filter(lambda text: not ok(text))
+
+
 def bad_texts_for(setting):
     """Bad command-line values of a method's own setting, from its declaration (floats
     have a lower bound of 0 in every declaration so far; the assertion says if one differs)."""
@@ -212,6 +224,8 @@ RUN_FLAGS = {
     "--lr": ([], bad_floats(positive=True)),
     "--gms-mask-value": (["--gms"], BAD_MASK_VALUES),
     "--class-order-seed": ([], bad_ints(0, SEED_LIMIT - 1)),
+    "--n-tasks": ([], bad_ints(2, MAX_COUNT)),
+    "--validation-fraction": ([], bad_fractions(MAX_VALIDATION_FRACTION)),
     # huge values are left out: see test_a_huge_thread_count_is_refused (a cli.py fix)
     "--threads": ([], bad_ints(1)),
     "--model": ([], bad_choices(METHODS)),
@@ -230,6 +244,8 @@ GOOD_FLAGS = {
     "--minibatch-size": st.integers(1, 256).map(str),
     "--lr": st.floats(1e-6, 10).map(repr),
     "--class-order-seed": st.integers(0, SEED_LIMIT - 1).map(str),
+    "--n-tasks": st.sampled_from(["2", "5", "10"]),
+    "--validation-fraction": st.floats(0, MAX_VALIDATION_FRACTION).map(repr),
     "--dataset": st.sampled_from(DATASETS),
     "--precision": st.sampled_from(PRECISIONS),
     "--lr-milestones": st.sampled_from(["none", "35,45", "1", " 2 ,3"]),
@@ -291,6 +307,11 @@ def test_valid_run_flags_get_past_every_check_to_the_data(groups, model, gms):
     (["run", "--buffer-size", "1", "--buffer-size", "-1", "--out", "OUT"],
      "--buffer-size must be"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    # a rule across settings: the task count must divide the dataset's classes
+    (["run", "--n-tasks", "3", "--out", "OUT"], "--n-tasks 3 does not split seq-mnist's 10"),
+    (["run", "--dataset", "seq-cifar100", "--n-tasks", "3", "--out", "OUT"],
+     "(one of 2, 4, 5, 10, 20, 25, 50, 100)"),
+    (["run", "--n-tasks", "20", "--out", "OUT"], "--n-tasks 20 does not split"),
     (["sweep"], "the following arguments are required"),
     (["analyze", "--mask-values", "none,nan", "--out", "OUT"], "--gms-mask-value must be"),
     (["analyze", "--mask-values", "", "--out", "OUT"], "--gms-mask-value must be"),
@@ -322,13 +343,15 @@ def _is_int(value) -> bool:
 
 INT_RANGES = {"buffer_size": (0, MAX_COUNT), "seed": (0, SEED_LIMIT - 1),
               "class_order_seed": (0, SEED_LIMIT - 1), "n_epochs": (1, MAX_COUNT),
-              "batch_size": (1, MAX_COUNT), "minibatch_size": (1, MAX_COUNT)}
+              "batch_size": (1, MAX_COUNT), "minibatch_size": (1, MAX_COUNT),
+              "n_tasks": (2, MAX_COUNT)}
 POSITIVE = ["lr"]
 NON_NEGATIVE = []
+FRACTIONS = {"validation_fraction": MAX_VALIDATION_FRACTION}  # from 0 to this
 CHOICES = {"model": METHODS, "dataset": DATASETS, "precision": PRECISIONS}
 BOOLS = ["gms", "gms_on_buffer", "compile", "channels_last"]
 OPTIONAL = {"n_epochs", "batch_size", "minibatch_size", "lr", "class_order_seed",
-            "lr_milestones", "precision", "channels_last"}
+            "lr_milestones", "precision", "channels_last", "n_tasks"}
 for _name, _setting in OWN_SETTINGS.items():  # the methods' own, as declared
     if _setting.kind == "int":
         INT_RANGES[_name] = (int(_setting.minimum), int(_setting.maximum))
@@ -355,6 +378,9 @@ def setting_ok(key: str, value) -> bool:
         number = _number(value)
         return (number is not None and math.isfinite(number)
                 and (number > 0 if key in POSITIVE else number >= 0))
+    if key in FRACTIONS:
+        number = _number(value)
+        return number is not None and 0 <= number <= FRACTIONS[key]
     if key in CHOICES:
         return isinstance(value, str) and value in CHOICES[key]
     if key in BOOLS:
@@ -383,6 +409,10 @@ GOOD_SETTINGS = {
     | st.floats(allow_nan=False).filter(lambda v: v != math.inf) | st.integers(-10, 10),
     "gms_on_buffer": st.booleans(),
     "class_order_seed": st.none() | st.integers(0, SEED_LIMIT - 1),
+    # the task counts that split every benchmark's classes (10, 100, 200) evenly; the
+    # rule across settings (n_tasks must divide the dataset's classes) is tested apart
+    "n_tasks": st.none() | st.sampled_from([2, 5, 10]),
+    "validation_fraction": st.floats(0, MAX_VALIDATION_FRACTION) | st.just(0),
     "device": st.sampled_from(["cpu", "cuda", "cuda:0", "cuda:127"]),
     "lr_milestones": st.none(),
     "precision": st.none() | st.sampled_from(PRECISIONS),
@@ -742,7 +772,7 @@ def test_runs_filters_with_bad_choices_are_one_line(flag, data):
 
 # --- the positive control: valid settings resolve, and equal runs hash equally -----------
 
-FLOAT_KEYS = (*POSITIVE, *NON_NEGATIVE, "gms_mask_value")
+FLOAT_KEYS = (*POSITIVE, *NON_NEGATIVE, *FRACTIONS, "gms_mask_value")
 
 
 @st.composite

@@ -197,3 +197,59 @@ def test_per_buffer_figures_leave_variants_run_at_a_few_sizes_to_the_m_curve():
     kept = {(c.label, c.buffer_size) for c in full_buffer_axis(group_runs(runs))}
     assert ("ER + GMS (m=-inf)", 10) in kept and ("ER", 200) in kept
     assert not any("m=-2.0" in label for label, _ in kept)
+
+
+def test_other_class_orders_and_task_counts_are_their_own_cells_and_orders_pool_in_pairs(
+        tmp_path):
+    from replaymask.experiments.cells import pooled_over_orders
+    from replaymask.experiments.report import write_report
+
+    runs = []
+    for order, gain in ((None, 1.0), (1, 3.0), (2, 5.0)):
+        for seed in range(3):
+            runs += [result("er", seed, 60.0 + seed, order=order),
+                     result("er", seed, 60.0 + seed + gain, gms=True, order=order)]
+    ten_tasks = [result("er", 0, 40.0), result("er", 0, 45.0, gms=True)]
+    for run in ten_tasks:
+        run["config"]["n_tasks"] = 10
+    cells = group_runs(runs + ten_tasks)
+    assert sorted({c.dataset for c in cells}) == [
+        "seq-mnist", "seq-mnist (10 tasks)", "seq-mnist (order 1)", "seq-mnist (order 2)"]
+    assert all(len(c.results) == 3 for c in cells if c.scenario != "10 tasks")
+    (pooled_base, pooled_gms) = sorted(pooled_over_orders(cells), key=lambda c: c.label)
+    assert pooled_gms.dataset == "seq-mnist (orders pooled)" and len(pooled_gms.results) == 9
+    found = paired_difference(pooled_gms, pooled_base, "class_il")
+    assert found.pairs == 9 and found.mean == pytest.approx(3.0)  # (1 + 3 + 5) / 3
+
+    write_report(runs + ten_tasks, tmp_path, plots=False)
+    markdown = (tmp_path / "report.md").read_text()
+    main, _, others = markdown.partition("## Other scenarios")
+    assert "order 1" not in main.partition("## Paired differences")[0]  # main tables
+    # columns: natural order, 10 tasks, order 1, order 2, orders pooled (the differences
+    # are constant within each, so every test with 3 or 9 pairs is certain)
+    assert "| ER | +1.0* | +5.0 | +3.0* | +5.0* | +3.0* |" in others
+    assert "| seq-mnist buf 200 | seq-mnist (10 tasks) buf 200 |" in others
+
+
+def test_validation_runs_only_select_the_learning_rate_and_never_enter_the_main_tables(
+        tmp_path):
+    from replaymask.experiments.report import write_report
+
+    runs = []
+    for lr, value in ((0.01, 50.0), (0.03, 58.0), (0.1, 55.0)):
+        for seed in (10, 11):
+            for gms, shift in ((False, 0.0), (True, 4.0 if lr == 0.1 else -1.0)):
+                run = result("er", seed, value + shift + seed, gms=gms)
+                run["config"].update(lr=lr, validation_fraction=0.1)
+                runs.append(run)
+    test_runs = [result("er", 0, 70.0), result("er", 0, 72.0, gms=True)]
+    write_report(runs + test_runs, tmp_path, plots=False)
+    markdown = (tmp_path / "report.md").read_text()
+    main, _, selection = markdown.partition("## Hyper-parameter selection")
+    assert "validation" not in main.partition("## Paired differences")[0]
+    assert "seq-mnist (validation 10%)" not in main
+    rows = {line.split(" | ")[0].strip("| "): line for line in selection.splitlines()
+            if line.startswith("| ER")}
+    assert rows["ER"].endswith("| **0.03** |")  # 58.5 mean beats 55.5 and 50.5
+    assert rows["ER + GMS (m=-inf)"].endswith("| **0.1** |")  # 59.5 beats 57.5
+    assert "0.01: 60.50 ± 0.71 (n=2)" in rows["ER"]

@@ -89,7 +89,9 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
     if config.device != "cpu" and not torch.cuda.is_available():
         raise ConfigError(f"--device {config.device}: no CUDA device is available")
     benchmark = load_benchmark(config.dataset, data_root=data_root,
-                               class_order_seed=config.class_order_seed, download=download)
+                               class_order_seed=config.class_order_seed, download=download,
+                               n_tasks=config.n_tasks,
+                               validation_fraction=config.validation_fraction)
     if log is not None:
         log(f"{config.name}; hyper-parameters: {config.provenance.summary()}; lr {config.lr}, "
             f"minibatch {config.minibatch_size}"

@@ -30,7 +30,8 @@ GROUPS = {
         ("n_epochs", "batch_size", "minibatch_size", "lr"),
     "General Masked Softmax": ("gms", "gms_mask_value", "gms_on_buffer"),
     "speed": ("precision", "channels_last", "compile", "lr_milestones"),
-    "data and output": ("class_order_seed", "device"),
+    "scenario": ("class_order_seed", "n_tasks", "validation_fraction"),
+    "data and output": ("device",),
 }
 
 

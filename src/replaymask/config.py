@@ -28,6 +28,8 @@ SEED_LIMIT = 2**32
 # run of zeros fails here rather than as an allocation failure deep inside torch.
 MAX_COUNT = 10**6
 PRECISIONS = ("fp32", "bf16")
+# At most half of the training data held out for validation.
+MAX_VALIDATION_FRACTION = 0.5
 
 
 @cache
@@ -59,6 +61,14 @@ def core_settings() -> tuple[Setting, ...]:
                 help="also mask replayed samples to their own task's classes; needs --gms"),
         Setting("class_order_seed", "int", minimum=0, maximum=SEED_LIMIT - 1,
                 help="a seeded permutation of the classes (default: the natural order)"),
+        Setting("n_tasks", "int", minimum=2, maximum=MAX_COUNT,
+                help="split the classes into this many tasks of equal size (default: the "
+                     "benchmark's; seq-mnist: 5 tasks of 2, or 2 of 5, or 10 of 1)"),
+        Setting("validation_fraction", "float", minimum=0, maximum=MAX_VALIDATION_FRACTION,
+                default=0.0,
+                help="hold out this fraction of every class's training images (a fixed "
+                     "split) and report accuracy on them instead of the test set, to "
+                     "select hyper-parameters; 0 (the default): the test set"),
         Setting("device", "device", default="cpu", help="cpu, cuda or cuda:N"),
         Setting("lr_milestones", "epochs",
                 help="epochs of each task where the lr drops x0.1 (default: the "
@@ -137,6 +147,12 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
     def setting(name):  # the user's value, else the declared default
         return kept.get(name, core[name].default)
 
+    n_classes = protocol.n_tasks * protocol.classes_per_task
+    n_tasks = kept.get("n_tasks", protocol.n_tasks)
+    if n_classes % n_tasks:
+        divisors = [str(d) for d in range(2, n_classes + 1) if n_classes % d == 0]
+        raise ConfigError(f"--n-tasks {n_tasks} does not split {dataset}'s {n_classes} "
+                          f"classes into equal tasks (one of {', '.join(divisors)})")
     buffer_size = setting("buffer_size") if method.uses_buffer else 0
     from_benchmark = [name for name in ("n_epochs", "batch_size", "lr_milestones")
                       if name not in kept]
@@ -168,6 +184,8 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
         gms_mask_value=setting("gms_mask_value") if gms else -math.inf,
         gms_on_buffer=setting("gms_on_buffer") if gms else False,
         class_order_seed=kept.get("class_order_seed"),
+        n_tasks=n_tasks,
+        validation_fraction=setting("validation_fraction"),
         device=setting("device"),
         lr_milestones=kept.get("lr_milestones", protocol.lr_milestones),
         precision=kept.get("precision", "bf16" if cuda else "fp32"),

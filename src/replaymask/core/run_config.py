@@ -24,7 +24,7 @@ LEGACY_METHOD_KEYS = {"alpha": None, "beta": None, "der_logits": "stream"}
 # (fp32 and no channels-last on the CPU, no milestones where the benchmark has none), so
 # that the dictionary alone describes the run.
 LEFT_OUT_WHEN = {"lr_milestones": ((),), "precision": ("fp32",), "channels_last": (False,),
-                 "compile": (False,)}
+                 "compile": (False,), "validation_fraction": (0.0,)}
 
 
 class MethodSettings(Mapping):
@@ -130,6 +130,8 @@ class RunConfig:
     gms_mask_value: float | str = -math.inf
     gms_on_buffer: bool = False
     class_order_seed: int | None = None
+    n_tasks: int | None = None  # None: the benchmark's
+    validation_fraction: float = 0.0  # > 0: accuracy on held-out training images
     device: str = "cpu"
     lr_milestones: tuple[int, ...] = ()  # epochs of each task where the lr drops x0.1
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
@@ -151,6 +153,8 @@ class RunConfig:
                        "lr_milestones": not BENCHMARKS[self.dataset].lr_milestones}
             if data[name] in left_out and implied.get(name, True):
                 del data[name]
+        if data["n_tasks"] in (None, BENCHMARKS[self.dataset].n_tasks):
+            del data["n_tasks"]  # the benchmark's own split: the form of earlier runs
         if "lr_milestones" in data:
             data["lr_milestones"] = list(data["lr_milestones"])
         return {**LEGACY_METHOD_KEYS, **data, **self.method_settings}
@@ -165,6 +169,13 @@ class RunConfig:
     def name(self) -> str:
         """A readable, filesystem-safe identifier of the run."""
         parts = [self.model, self.dataset, f"buf{self.buffer_size}", f"seed{self.seed}"]
+        described = self.to_dict()
+        if "n_tasks" in described:
+            parts.append(f"{self.n_tasks}tasks")
+        if self.class_order_seed is not None:
+            parts.append(f"order{self.class_order_seed}")
+        if self.validation_fraction:
+            parts.append(f"val{self.validation_fraction:g}")
         if self.gms:
             mask = self.to_dict()["gms_mask_value"]
             parts.append(f"gms{mask}" + ("-onbuf" if self.gms_on_buffer else ""))

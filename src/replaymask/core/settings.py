@@ -76,10 +76,13 @@ def _check_int(setting: Setting, value):
 
 def _check_float(setting: Setting, value):
     number = as_float(value)
-    low = setting.minimum
+    low, high = setting.minimum, setting.maximum
     ok = number is not None and math.isfinite(number) and (
-        low is None or (number > low if setting.above_minimum else number >= low))
-    bound = "" if low is None else f" {'>' if setting.above_minimum else '>='} {low:g}"
+        low is None or (number > low if setting.above_minimum else number >= low)) and (
+        high is None or number <= high)
+    bounds = [] if low is None else [f"{'>' if setting.above_minimum else '>='} {low:g}"]
+    bounds += [] if high is None else [f"<= {high:g}"]
+    bound = "".join(" " + b if i == 0 else " and " + b for i, b in enumerate(bounds))
     _require(ok, f"{setting.flag} must be a finite number{bound}, got {describe(value)}")
     return number + 0.0  # -0.0 becomes 0.0: equal settings, equal hashes
 

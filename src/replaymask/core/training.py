@@ -59,6 +59,9 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
     saves everything needed to continue exactly: a resumed run ends with the same
     accuracy matrices as an uninterrupted one.
     """
+    if config.n_tasks not in (None, benchmark.n_tasks):
+        raise ValueError(f"the configuration has {config.n_tasks} tasks, the benchmark "
+                         f"{benchmark.n_tasks}: load it with n_tasks={config.n_tasks}")
     start = time.perf_counter()
     seed_everything(config.seed)
     device = torch.device(config.device)

@@ -11,17 +11,19 @@ from functools import cache
 
 from ..config import resolve
 from ..core.methods import declarations
+from ..data.protocols import BENCHMARKS
 from ..errors import ConfigError
 
 
-def method_label(config: dict) -> str:
+def method_label(config: dict, leave_out: tuple[str, ...] = ()) -> str:
     """'DER++', 'DER++ + GMS (m=-inf)', 'ER + GMS (m=0.0, buffer masked)', and with
     hyper-parameters other than the method's best arguments for the benchmark and buffer
     size, those: 'ER [lr=0.01] + GMS (m=-inf)'. Runs that differ in them are never
-    pooled in one cell."""
+    pooled in one cell. ``leave_out``: hyper-parameters not to name (a search's)."""
     method = declarations().get(config["model"])
     label = method.label if method is not None else config["model"]
-    changed = _changed_hyperparameters(config)
+    changed = [(name, value) for name, value in _changed_hyperparameters(config)
+               if name not in leave_out]
     if changed:
         label += " [" + ", ".join(f"{name}={value}" for name, value in changed) + "]"
     if config.get("gms"):
@@ -73,16 +75,41 @@ def base_label(label: str) -> str:
     return split_label(label)[0].split(" [")[0]
 
 
+def benchmark_label(config: dict) -> str:
+    """The dataset, and the scenario where it is not the protocol's: 'seq-mnist',
+    'seq-mnist (10 tasks)', 'seq-fmnist (order 3)', 'seq-mnist (validation 10%)'. Runs of
+    different scenarios are never pooled in one cell (but see :func:`pooled_over_orders`)."""
+    parts = []
+    n_tasks = config.get("n_tasks")
+    if n_tasks is not None and n_tasks != BENCHMARKS[config["dataset"]].n_tasks:
+        parts.append(f"{n_tasks} tasks")
+    if config.get("class_order_seed") is not None:
+        parts.append(f"order {config['class_order_seed']}")
+    if config.get("validation_fraction"):
+        parts.append(f"validation {config['validation_fraction']:.0%}")
+    return config["dataset"] + (f" ({', '.join(parts)})" if parts else "")
+
+
+def scenario_of(benchmark: str) -> str:
+    """The scenario part of a benchmark label: '' for the protocol's, '10 tasks', ..."""
+    return benchmark.partition(" (")[2].rstrip(")")
+
+
 @dataclass
 class Cell:
-    """The runs of one (method label, dataset, buffer size): one value per finished run,
-    and how many runs of the cell failed (diverged) instead."""
+    """The runs of one (method label, benchmark, buffer size): one value per finished run,
+    and how many runs of the cell failed (diverged) instead. ``dataset`` is the
+    benchmark's label (:func:`benchmark_label`): the dataset and any other scenario."""
 
     label: str
     dataset: str
     buffer_size: int
     results: list[dict]
     failed: int = 0
+
+    @property
+    def scenario(self) -> str:
+        return scenario_of(self.dataset)
 
     @property
     def attempted(self) -> int:
@@ -103,13 +130,28 @@ def group_runs(results: list[dict], failed: list[dict] = ()) -> list[Cell]:
     cells: dict[tuple, Cell] = {}
 
     def cell_of(config):
-        key = (method_label(config), config["dataset"], config["buffer_size"])
+        key = (method_label(config), benchmark_label(config), config["buffer_size"])
         return cells.setdefault(key, Cell(*key, results=[]))
     for result in results:
         cell_of(result["config"]).results.append(result)
     for config in failed:
         cell_of(config).failed += 1
     return list(cells.values())
+
+
+def pooled_over_orders(cells: list[Cell]) -> list[Cell]:
+    """For every (method label, dataset, buffer size) run under two or more class orders
+    (the natural one counts), one cell of all its runs, labelled 'seq-mnist (orders
+    pooled)'. Its runs still pair on seed and class order."""
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        if cell.scenario and not cell.scenario.startswith("order "):
+            continue  # other task counts and validation runs are not pooled
+        groups.setdefault((cell.label, cell.dataset.partition(" (")[0], cell.buffer_size),
+                          []).append(cell)
+    return [Cell(label, f"{dataset} (orders pooled)", buffer_size,
+                 [r for c in members for r in c.results], sum(c.failed for c in members))
+            for (label, dataset, buffer_size), members in groups.items() if len(members) > 1]
 
 
 def row_order(cells: list[Cell]) -> list[str]:

@@ -8,7 +8,15 @@ import statistics
 from pathlib import Path
 
 from ..core.results import atomic_write
-from .cells import Cell, group_runs, mask_order, row_order, split_label
+from .cells import (
+    Cell,
+    group_runs,
+    mask_order,
+    method_label,
+    pooled_over_orders,
+    row_order,
+    split_label,
+)
 from .stats import PairedDifference, gms_comparisons
 
 SETTINGS = ("class_il", "task_il")
@@ -48,11 +56,15 @@ def markdown_table(cells: list[Cell]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def gms_effect_table(cells: list[Cell], setting: str = "class_il") -> str:
+def gms_effect_table(cells: list[Cell], setting: str = "class_il",
+                     tested: list[PairedDifference] | None = None) -> str:
     """Mean paired change that each GMS variant brings to its base method, per (dataset,
     buffer); a star marks a change whose paired test survives the Holm correction over
-    the whole table (:mod:`replaymask.experiments.stats`)."""
-    comparisons = {(d.label, d.dataset, d.buffer_size): d for d in gms_comparisons(cells, setting)}
+    the family ``tested`` (default: the comparisons among ``cells``;
+    :mod:`replaymask.experiments.stats`)."""
+    if tested is None:
+        tested = gms_comparisons(cells, setting)
+    comparisons = {(d.label, d.dataset, d.buffer_size): d for d in tested}
     by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
     variants = sorted({split_label(c.label)[1] for c in cells if " + GMS" in c.label},
                       key=lambda variant: (mask_order(variant), variant))
@@ -83,11 +95,13 @@ def gms_effect_table(cells: list[Cell], setting: str = "class_il") -> str:
     return "\n".join(lines)
 
 
-def paired_table(cells: list[Cell]) -> str:
+def paired_table(cells: list[Cell], found: dict[str, list[PairedDifference]] | None = None
+                 ) -> str:
     """Every GMS variant against its method without GMS: the mean paired difference with
     its 95% interval, the paired t-test's p-value and its Holm-adjusted value, for
-    Class-IL and Task-IL (each its own family of tests)."""
-    found = {setting: gms_comparisons(cells, setting) for setting in SETTINGS}
+    Class-IL and Task-IL (each its own family of tests; ``found``: the comparisons by
+    setting, default those among ``cells``)."""
+    found = found or {setting: gms_comparisons(cells, setting) for setting in SETTINGS}
     task_il = {(d.label, d.dataset, d.buffer_size): d for d in found["task_il"]}
     lines = ["| GMS variant | dataset | buffer | pairs | Class-IL difference [95% CI] | p | "
              "p (Holm) | Task-IL difference [95% CI] | p | p (Holm) |", "|---" * 10 + "|"]
@@ -136,14 +150,16 @@ def csv_table(cells: list[Cell]) -> str:
     return buffer.getvalue()
 
 
-def paired_csv(cells: list[Cell]) -> str:
+def paired_csv(cells: list[Cell], found: dict[str, list[PairedDifference]] | None = None
+               ) -> str:
     """One row per (GMS variant, dataset, buffer, setting): the paired comparison."""
+    found = found or {setting: gms_comparisons(cells, setting) for setting in SETTINGS}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["variant", "base", "dataset", "buffer_size", "setting", "pairs",
                      "mean_difference", "ci95_low", "ci95_high", "p", "p_holm", "significant"])
     for setting in SETTINGS:
-        for d in gms_comparisons(cells, setting):
+        for d in found[setting]:
             writer.writerow([d.label, d.base, d.dataset, d.buffer_size, setting, d.pairs,
                              f"{d.mean:.4f}", *("" if v is None else f"{v:.4f}"
                                                 for v in (d.low, d.high)),
@@ -156,26 +172,100 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
                  failed: list[dict] = ()) -> list[Path]:
     """Write report.md, report.csv, paired.csv and (with matplotlib) PNG plots from the
     finished runs' results and the configurations of the ``failed`` (diverged) runs;
-    returns the paths."""
+    returns the paths.
+
+    The main tables hold the protocol's scenario (natural class order, the benchmark's
+    tasks, the test set); other class orders (each, and pooled over orders) and task
+    counts have their own section; runs on a validation split only feed the
+    hyper-parameter selection table. One Holm family spans every comparison shown."""
     cells = group_runs(results, failed)
+    protocol = [c for c in cells if not c.scenario]
+    validation = [c for c in cells if "validation" in c.scenario]
+    scenarios = [c for c in cells if c.scenario and c not in validation]
+    scenarios += pooled_over_orders(protocol + scenarios)
+    family = protocol + scenarios
+    found = {setting: gms_comparisons(family, setting) for setting in SETTINGS}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "report.md", out_dir / "report.csv", out_dir / "paired.csv"]
-    seeds = sorted({len(c.results) for c in cells})
-    atomic_write(written[0], f"# replaymask report\n\n{len(results)} finished runs"
-                 + (f", {len(failed)} diverged" if failed else "")
-                 + f"; finished runs per cell: {', '.join(map(str, seeds))}. Cells: Class-IL / "
-                 "Task-IL average accuracy (%) after the last task, mean ± sample std over "
-                 "the finished runs, and how many diverged.\n\n"
-                 + markdown_table(cells) + "\n## Effect of GMS\n\n" + gms_effect_table(cells)
-                 + "\n## Paired differences to the same method without GMS\n\n" + PAIRED_TEXT
-                 + paired_table(cells))
-    atomic_write(written[1], csv_table(cells))
-    atomic_write(written[2], paired_csv(cells))
+    seeds = sorted({len(c.results) for c in protocol})
+    text = (f"# replaymask report\n\n{len(results)} finished runs"
+            + (f", {len(failed)} diverged" if failed else "")
+            + f"; finished runs per cell: {', '.join(map(str, seeds))}. Cells: Class-IL / "
+            "Task-IL average accuracy (%) after the last task, mean ± sample std over "
+            "the finished runs, and how many diverged.\n\n"
+            + markdown_table(protocol) + "\n## Effect of GMS\n\n"
+            + gms_effect_table(protocol, tested=found["class_il"])
+            + "\n## Paired differences to the same method without GMS\n\n" + PAIRED_TEXT
+            + paired_table(family, found))
+    if scenarios:
+        text += "\n## Other scenarios\n\n" + SCENARIO_TEXT + scenario_tables(
+            protocol, scenarios, found["class_il"])
+    if validation:
+        text += "\n## Hyper-parameter selection on a validation split\n\n" + \
+            SELECTION_TEXT + selection_table(validation)
+    atomic_write(written[0], text)
+    atomic_write(written[1], csv_table(cells + pooled_over_orders(protocol + scenarios)))
+    atomic_write(written[2], paired_csv(family, found))
     if plots:
         from . import plots as plotting
-        written += plotting.write_all([c for c in cells if c.results], out_dir)
+        written += plotting.write_all([c for c in protocol if c.results], out_dir)
     return written
+
+
+def scenario_tables(protocol: list[Cell], scenarios: list[Cell],
+                    tested: list[PairedDifference]) -> str:
+    """Per dataset: the GMS effect and the accuracies under each other scenario, beside
+    the protocol's cells of the same methods and buffer sizes."""
+    text = ""
+    for dataset in sorted({c.dataset.partition(" (")[0] for c in scenarios}):
+        shown = [c for c in scenarios if c.dataset.partition(" (")[0] == dataset]
+        keys = {(c.label, c.buffer_size) for c in shown}
+        shown += [c for c in protocol
+                  if c.dataset == dataset and (c.label, c.buffer_size) in keys]
+        text += (f"### {dataset}\n\n" + gms_effect_table(shown, tested=tested)
+                 + "\n" + markdown_table(shown) + "\n")
+    return text
+
+
+def selection_table(cells: list[Cell], setting: str = "class_il") -> str:
+    """For each (method and GMS variant, benchmark, buffer) run at several learning rates
+    on a validation split: the mean validation accuracy at each, and the one selected
+    (the highest mean)."""
+    groups: dict[tuple, dict[float, Cell]] = {}
+    for cell in cells:
+        if not cell.results:
+            continue
+        config = cell.results[0]["config"]
+        key = (method_label(config, leave_out=("lr",)), cell.dataset, cell.buffer_size)
+        groups.setdefault(key, {})[config["lr"]] = cell
+    lines = ["| method | benchmark | buffer | validation Class-IL by learning rate "
+             "(mean ± std, n) | selected lr |", "|---|---|---|---|---|"]
+    labels = row_order([c for members in groups.values() for c in members.values()])
+    for (label, dataset, buffer_size), by_lr in sorted(
+            groups.items(), key=lambda item: (item[0][1], item[0][2], _first(labels, item))):
+        means = {lr: statistics.fmean(cell.values(setting)) for lr, cell in by_lr.items()}
+        best = max(sorted(means), key=means.get)
+        entries = [f"{lr:g}: {_mean_std(by_lr[lr].values(setting))} ({_runs(by_lr[lr])})"
+                   for lr in sorted(by_lr)]
+        lines.append(f"| {label} | {dataset} | {buffer_size} | {'; '.join(entries)} | "
+                     f"**{best:g}** |")
+    return "\n".join(lines) + "\n"
+
+
+def _first(labels: list[str], item) -> int:
+    return min(labels.index(cell.label) for cell in item[1].values())
+
+
+SCENARIO_TEXT = (
+    "The same comparisons under other scenarios: another class order ('order k': the "
+    "classes permuted by --class-order-seed k), all orders pooled (the natural order "
+    "too; pairs still match on seed and order), and other task counts (--n-tasks). The "
+    "stars belong to the same Holm family as the paired table above.\n\n")
+SELECTION_TEXT = (
+    "These runs are evaluated on held-out training images (--validation-fraction), never "
+    "on the test set; their accuracies select the learning rate, and the selected value "
+    "is then run on the test set like any other.\n\n")
 
 
 PAIRED_TEXT = (

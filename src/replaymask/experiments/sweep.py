@@ -353,11 +353,13 @@ def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | 
 
     torch.set_num_threads(1)  # one core per worker
     try:
-        key = (config.dataset, config.class_order_seed, data_root)
+        key = (config.dataset, config.class_order_seed, config.n_tasks,
+               config.validation_fraction, data_root)
         if key not in _BENCHMARKS:
             _BENCHMARKS[key] = load_benchmark(config.dataset, data_root=data_root,
                                               class_order_seed=config.class_order_seed,
-                                              download=False)
+                                              download=False, n_tasks=config.n_tasks,
+                                              validation_fraction=config.validation_fraction)
         checkpointing = None if checkpoint_dir is None else Checkpointing(
             Path(checkpoint_dir), resume=True, warn=lambda message: None)
         result = train(config, _BENCHMARKS[key], progress=False, checkpointing=checkpointing)
