@@ -48,15 +48,54 @@ def test_analysis_does_not_change_the_training(tiny):
     assert "analysis" in with_probe.to_dict() and "analysis" not in without.to_dict()
 
 
-def test_analyze_command_writes_json_and_a_figure(mnist_like_root, tmp_path, capsys):
+def test_analyze_command_writes_json_a_table_and_a_figure(mnist_like_root, tmp_path, capsys):
     out = tmp_path / "analysis"
     code = cli.main(["analyze", "--model", "er", "--buffer-size", "10", "--mask-values",
                      "none,-inf,0", "--data-root", str(mnist_like_root), "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     data = json.loads((out / "analysis.json").read_text())
-    assert set(data["records"]) == {"plain softmax", "GMS m=-inf", "GMS m=0"}
+    assert set(data["runs"]) == {"plain softmax", "GMS m=-inf", "GMS m=0"}
     assert (out / "analysis.png").read_bytes()[:4] == b"\x89PNG"
     assert "plain softmax" in capsys.readouterr().out
+    assert "| GMS m=-inf | 1 |" in (out / "analysis.md").read_text()
+
+
+def test_analyze_over_seeds_gives_each_run_and_the_mean_with_its_interval(mnist_like_root,
+                                                                          tmp_path, capsys):
+    out = tmp_path / "analysis"
+    code = cli.main(["analyze", "--model", "der", "--buffer-size", "10", "--seed", "0,1,2",
+                     "--mask-values", "none,-inf", "--data-root", str(mnist_like_root),
+                     "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads((out / "analysis.json").read_text())
+    runs = data["runs"]["GMS m=-inf"]
+    assert sorted(runs) == ["0", "1", "2"]
+    values = [run["class_il"] for run in runs.values()]
+    mean, low, high = data["summary"]["GMS m=-inf"]["class_il"]
+    assert mean == pytest.approx(sum(values) / 3) and low <= min(values) <= max(values) <= high
+    for run in runs.values():
+        confusion = run["task_confusion"]
+        assert len(confusion) == 5 and all(sum(row) == pytest.approx(100) for row in confusion)
+        summary = run["summary"]
+        assert summary["into_later_task"] == pytest.approx(
+            sum(sum(row[i + 1:]) for i, row in enumerate(confusion)) / 5)
+    assert "| plain softmax | 3 |" in (out / "analysis.md").read_text()
+
+
+def test_analyze_rejects_a_bad_seed_list(tmp_path, capsys):
+    assert cli.main(["analyze", "--seed", "0,x", "--out", str(tmp_path / "a")]) == 2
+    assert "--seed must be" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_the_task_confusion_rows_are_percentages_of_each_task_and_its_diagonal_is_right(tiny):
+    config = resolve(model="er", buffer_size=20, n_epochs=4, batch_size=5)
+    result = train(config, tiny, progress=False, analysis=True)
+    confusion = result.task_confusion
+    assert len(confusion) == 5 and all(sum(row) == pytest.approx(100) for row in confusion)
+    # the last task's samples are mostly taken for their own task (recency)
+    assert confusion[-1][-1] == max(confusion[-1])
+    assert "task_confusion" in result.to_dict()
 
 
 @pytest.mark.parametrize("values", ["none,nan", "banana"])

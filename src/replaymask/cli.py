@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(analyze, "--model", default="er", help="the method (default: er)")
     _flag(analyze, "--dataset", default="seq-mnist")
     _flag(analyze, "--buffer-size", type=int, default=200)
-    _flag(analyze, "--seed", type=int, default=0)
+    _flag(analyze, "--seed", default="0",
+          help="a seed, or comma-separated seeds: each variant runs with each, and the "
+               "summary gives the mean and 95%% interval over them (e.g. 0,1,2,3,4)")
     _flag(analyze, "--mask-values", default="none,-inf,0,detach",
           help="comma-separated: none (plain softmax), -inf, a float, detach")
     _flag(analyze, "--data-root", type=Path)
@@ -350,44 +352,78 @@ def _analyze(args: argparse.Namespace) -> int:
     from .api import run_config
     from .core.results import DivergenceError, atomic_write
     from .data.sources import DataError
+    from .experiments import mechanism
     from .experiments.plots import analysis_figure
 
-    variants = {}
+    seeds = [part.strip() for part in args.seed.split(",")]
+    variants: dict[str, list] = {}
     for text in (part.strip() for part in args.mask_values.split(",")):
         gms = text.lower() != "none"
-        settings = {"model": args.model, "dataset": args.dataset,
-                    "buffer_size": args.buffer_size, "seed": args.seed, "gms": gms}
-        if gms:
-            settings["gms_mask_value"] = text
-        variants["plain softmax" if not gms else f"GMS m={text}"] = resolve(
-            settings, origin="command line")
-    records, summary = {}, {}
-    for name, config in variants.items():
-        print(f"analyze: {name} ...", file=sys.stderr)
-        try:
-            result = run_config(config, data_root=args.data_root, progress=False,
-                                analysis=True)
-        except DataError as error:
-            raise ConfigError(str(error)) from None
-        except DivergenceError as error:
-            print(f"analyze: {name}: {error}; left out", file=sys.stderr)
-            continue
-        records[name] = result.analysis
-        summary[name] = result.class_il
+        name = "plain softmax" if not gms else f"GMS m={text}"
+        for seed in seeds:
+            settings = {"model": args.model, "dataset": args.dataset,
+                        "buffer_size": args.buffer_size, "seed": _integer("--seed", seed),
+                        "gms": gms}
+            if gms:
+                settings["gms_mask_value"] = text
+            variants.setdefault(name, []).append(resolve(settings, origin="command line"))
+    runs: dict[str, dict] = {}
+    for name, configs in variants.items():
+        for config in configs:
+            print(f"analyze: {name}, seed {config.seed} ...", file=sys.stderr)
+            try:
+                result = run_config(config, data_root=args.data_root, progress=False,
+                                    analysis=True)
+            except DataError as error:
+                raise ConfigError(str(error)) from None
+            except DivergenceError as error:
+                print(f"analyze: {name}, seed {config.seed}: {error}; left out",
+                      file=sys.stderr)
+                continue
+            runs.setdefault(name, {})[config.seed] = {
+                "config": config.to_dict(), "class_il": result.class_il,
+                "task_confusion": result.task_confusion, "records": result.analysis,
+                "summary": mechanism.run_summary(result.class_il, result.analysis,
+                                                 result.task_confusion)}
+    summaries = {name: [run["summary"] for run in by_seed.values()]
+                 for name, by_seed in runs.items()}
+    title = (f"{args.model} on {args.dataset}, buffer {args.buffer_size}, "
+             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}")
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "analysis.json", json.dumps(
-        {"configs": {n: c.to_dict() for n, c in variants.items()},
-         "class_il_average_accuracy": summary, "records": records}, indent=1) + "\n")
-    title = f"{args.model} on {args.dataset}, buffer {args.buffer_size}, seed {args.seed}"
-    figure = analysis_figure(records, title, args.out / "analysis.png")
+        {"title": title, "runs": runs,
+         "summary": {name: mechanism.over_seeds(found) for name, found in summaries.items()}},
+        indent=1) + "\n")
+    atomic_write(args.out / "analysis.md", mechanism.markdown(summaries, title))
+    figure = analysis_figure({name: _mean_records([run["records"] for run in by_seed.values()])
+                              for name, by_seed in runs.items()}, title,
+                             args.out / "analysis.png")
     print(f"{'variant':16} {'class-il':>8} {'grad old':>9} {'grad cur':>9} {'old mass':>9} "
-          f"{'drift':>10}   (means over tasks 2..)")
-    for name, rows in records.items():
-        later = [r for r in rows if r["task"] > 0]
-        def mean(key, rows=later):
-            return sum(r[key] for r in rows) / len(rows)
-        print(f"{name:16} {summary[name]:8.2f} {mean('grad_old'):9.4f} "
-              f"{mean('grad_current'):9.4f} {mean('old_class_mass'):9.4f} "
-              f"{mean('old_logit_drift'):10.3f}")
-    print(f"wrote {args.out / 'analysis.json'} and {figure}")
+          f"{'drift':>10} {'->later':>8} {'->earlier':>9}   (means over seeds; tasks 2..)")
+    for name, found in summaries.items():
+        means = {key: value[0] for key, value in mechanism.over_seeds(found).items()}
+        print(f"{name:16} {means['class_il']:8.2f} {means['grad_old']:9.4f} "
+              f"{means['grad_current']:9.4f} {means['old_class_mass']:9.4f} "
+              f"{means.get('old_logit_drift', float('nan')):10.3f} "
+              f"{means['into_later_task']:8.2f} {means['into_earlier_task']:9.2f}")
+    print(f"wrote {args.out / 'analysis.json'}, {args.out / 'analysis.md'} and {figure}")
     return 0
+
+
+def _integer(flag: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be integers separated by commas, got {text!r}") from None
+
+
+def _mean_records(runs: list[list[dict]]) -> list[dict]:
+    """The instrumentation of runs with the same steps, averaged step by step."""
+    averaged = []
+    for rows in zip(*runs, strict=True):
+        merged = dict(rows[0])
+        for key, value in rows[0].items():
+            if key not in ("task", "step") and value is not None:
+                merged[key] = sum(row[key] for row in rows) / len(rows)
+        averaged.append(merged)
+    return averaged

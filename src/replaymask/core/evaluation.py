@@ -47,3 +47,24 @@ def evaluate(net, benchmark: Benchmark, tasks: list[int],
         hits = torch.bincount(sample_task, weights=correct.double(), minlength=benchmark.n_tasks)
         return (100.0 * hits / counts)[task_index].tolist()
     return per_task_accuracy(class_il_correct), per_task_accuracy(task_il_correct)
+
+
+@torch.inference_mode()
+def task_confusion(net, benchmark: Benchmark) -> list[list[float]]:
+    """Where the Class-IL predictions of each task's test samples fall, after the last
+    task (every class visible): row i = the samples of task i, column j = the percent
+    of them predicted as one of task j's classes. The diagonal holds the right answers
+    and the within-task mistakes; above it, samples taken for a later task's (recency),
+    below it, for an earlier task's."""
+    labels = benchmark.test_labels
+    rows = max(1, EVAL_ELEMENTS // benchmark.test_images[0].numel())
+    was_training = net.training
+    net.eval()
+    predicted = torch.cat([net(benchmark.prepare(benchmark.test_images[chunk])).argmax(1)
+                           for chunk in torch.arange(len(labels)).split(rows)])
+    net.train(was_training)
+    per_task, n_tasks = benchmark.classes_per_task, benchmark.n_tasks
+    true_task, predicted_task = labels // per_task, predicted // per_task
+    counts = torch.bincount(true_task * n_tasks + predicted_task.to(labels.device),
+                            minlength=n_tasks * n_tasks).view(n_tasks, n_tasks).double()
+    return (100.0 * counts / counts.sum(1, keepdim=True).clamp(min=1)).tolist()

@@ -33,6 +33,7 @@ class RunResult:
     wall_time_s: float
     task_times_s: list[float] = field(default_factory=list)
     analysis: list[dict] | None = None
+    task_confusion: list[list[float]] | None = None  # with the analysis: after the last task
     versions: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -60,6 +61,8 @@ class RunResult:
             "task_times_s": self.task_times_s,
             "versions": self.versions,
             **({"analysis": self.analysis} if self.analysis is not None else {}),
+            **({"task_confusion": self.task_confusion}
+               if self.task_confusion is not None else {}),
         }
 
 

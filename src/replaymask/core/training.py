@@ -18,7 +18,7 @@ from ..version import __version__
 from .analysis import StabilityProbe
 from .backbones import backbone_for
 from .checkpoint import load_newest_checkpoint, save_checkpoint
-from .evaluation import evaluate
+from .evaluation import evaluate, task_confusion
 from .methods import method_class
 from .metrics import summarize
 from .results import DivergenceError, RunResult
@@ -167,6 +167,10 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
             save(task + 1, 0, 0)
         bar.set_postfix_str(f"task {task + 1} class-il {sum(class_il) / len(class_il):.1f}%")
     bar.close()
+    confusion = None
+    if probe is not None:
+        with precision():
+            confusion = task_confusion(model, benchmark)
 
     random_init = run_state["random_init"]
     return RunResult(
@@ -180,6 +184,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         wall_time_s=elapsed_before + time.perf_counter() - start,
         task_times_s=run_state["task_times"],
         analysis=probe.records if probe is not None else None,
+        task_confusion=confusion,
         versions={"replaymask": __version__, "torch": torch.__version__},
     )
 
