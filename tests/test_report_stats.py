@@ -253,3 +253,10 @@ def test_validation_runs_only_select_the_learning_rate_and_never_enter_the_main_
     assert rows["ER"].endswith("| **0.03** |")  # 58.5 mean beats 55.5 and 50.5
     assert rows["ER + GMS (m=-inf)"].endswith("| **0.1** |")  # 59.5 beats 57.5
     assert "0.01: 60.50 ± 0.71 (n=2)" in rows["ER"]
+    from replaymask.experiments.sweep import load_sweep
+
+    selected = load_sweep(tmp_path / "selected.yaml")
+    assert sorted((c.gms, c.lr, c.seed) for c in selected) == [
+        *((False, 0.03, seed) for seed in range(5)), *((True, 0.1, seed) for seed in range(5))]
+    assert all(c.validation_fraction == 0 and c.model == "er" and c.buffer_size == 200
+               for c in selected)

@@ -22,7 +22,7 @@ def method_label(config: dict, leave_out: tuple[str, ...] = ()) -> str:
     pooled in one cell. ``leave_out``: hyper-parameters not to name (a search's)."""
     method = declarations().get(config["model"])
     label = method.label if method is not None else config["model"]
-    changed = [(name, value) for name, value in _changed_hyperparameters(config)
+    changed = [(name, value) for name, value in changed_hyperparameters(config)
                if name not in leave_out]
     if changed:
         label += " [" + ", ".join(f"{name}={value}" for name, value in changed) + "]"
@@ -34,7 +34,7 @@ def method_label(config: dict, leave_out: tuple[str, ...] = ()) -> str:
     return label
 
 
-def _changed_hyperparameters(config: dict) -> list[tuple[str, object]]:
+def changed_hyperparameters(config: dict) -> list[tuple[str, object]]:
     """The tunable settings (lr, replay batch, the method's own) whose stored value is not
     the one the method's best-args row gives this benchmark and buffer size."""
     defaults = _best_arguments(config["model"], config["dataset"], config["buffer_size"])

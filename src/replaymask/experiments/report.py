@@ -10,6 +10,7 @@ from pathlib import Path
 from ..core.results import atomic_write
 from .cells import (
     Cell,
+    changed_hyperparameters,
     group_runs,
     mask_order,
     method_label,
@@ -204,6 +205,8 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
     if validation:
         text += "\n## Hyper-parameter selection on a validation split\n\n" + \
             SELECTION_TEXT + selection_table(validation)
+        written.append(out_dir / "selected.yaml")
+        atomic_write(written[-1], selected_sweep(validation))
     atomic_write(written[0], text)
     atomic_write(written[1], csv_table(cells + pooled_over_orders(protocol + scenarios)))
     atomic_write(written[2], paired_csv(family, found))
@@ -228,33 +231,64 @@ def scenario_tables(protocol: list[Cell], scenarios: list[Cell],
     return text
 
 
+def learning_rate_searches(cells: list[Cell], setting: str = "class_il"
+                           ) -> list[tuple[str, Cell, dict[float, Cell], float]]:
+    """The searches among validation ``cells``: (label without the lr, a cell, the cells
+    by learning rate, the selected learning rate: the highest mean ``setting``), in
+    table order."""
+    groups: dict[tuple, dict[float, Cell]] = {}
+    for cell in cells:
+        if cell.results:
+            config = cell.results[0]["config"]
+            key = (method_label(config, leave_out=("lr",)), cell.dataset, cell.buffer_size)
+            groups.setdefault(key, {})[config["lr"]] = cell
+    labels = row_order([c for members in groups.values() for c in members.values()])
+    found = []
+    for (label, _, _), by_lr in sorted(groups.items(), key=lambda item: (
+            item[0][1], item[0][2], min(labels.index(c.label) for c in item[1].values()))):
+        means = {lr: statistics.fmean(cell.values(setting)) for lr, cell in by_lr.items()}
+        found.append((label, next(iter(by_lr.values())), by_lr,
+                      max(sorted(means), key=means.get)))
+    return found
+
+
 def selection_table(cells: list[Cell], setting: str = "class_il") -> str:
     """For each (method and GMS variant, benchmark, buffer) run at several learning rates
     on a validation split: the mean validation accuracy at each, and the one selected
     (the highest mean)."""
-    groups: dict[tuple, dict[float, Cell]] = {}
-    for cell in cells:
-        if not cell.results:
-            continue
-        config = cell.results[0]["config"]
-        key = (method_label(config, leave_out=("lr",)), cell.dataset, cell.buffer_size)
-        groups.setdefault(key, {})[config["lr"]] = cell
     lines = ["| method | benchmark | buffer | validation Class-IL by learning rate "
              "(mean ± std, n) | selected lr |", "|---|---|---|---|---|"]
-    labels = row_order([c for members in groups.values() for c in members.values()])
-    for (label, dataset, buffer_size), by_lr in sorted(
-            groups.items(), key=lambda item: (item[0][1], item[0][2], _first(labels, item))):
-        means = {lr: statistics.fmean(cell.values(setting)) for lr, cell in by_lr.items()}
-        best = max(sorted(means), key=means.get)
+    for label, cell, by_lr, best in learning_rate_searches(cells, setting):
         entries = [f"{lr:g}: {_mean_std(by_lr[lr].values(setting))} ({_runs(by_lr[lr])})"
                    for lr in sorted(by_lr)]
-        lines.append(f"| {label} | {dataset} | {buffer_size} | {'; '.join(entries)} | "
-                     f"**{best:g}** |")
+        lines.append(f"| {label} | {cell.dataset} | {cell.buffer_size} | "
+                     f"{'; '.join(entries)} | **{best:g}** |")
     return "\n".join(lines) + "\n"
 
 
-def _first(labels: list[str], item) -> int:
-    return min(labels.index(cell.label) for cell in item[1].values())
+TEST_SEEDS = [0, 1, 2, 3, 4]
+SELECTED_KEYS = ("model", "dataset", "buffer_size", "class_order_seed", "n_tasks", "gms",
+                 "gms_mask_value", "gms_on_buffer")
+
+
+def selected_sweep(cells: list[Cell]) -> str:
+    """A sweep file that runs every selected learning rate on the test set (seeds
+    ``TEST_SEEDS``), with the other settings of its validation runs."""
+    grids = []
+    for _, _, by_lr, best in learning_rate_searches(cells):
+        config = by_lr[best].results[0]["config"]
+        grid = {"seed": TEST_SEEDS, **{key: config[key] for key in SELECTED_KEYS
+                                       if config.get(key) not in (None, False)}}
+        if not config.get("gms"):
+            grid.pop("gms_mask_value", None)
+        grid |= dict(changed_hyperparameters(config))
+        grid["lr"] = best
+        grids.append(grid)
+    import yaml
+
+    return ("# Written by replaymask report: the learning rates selected on the validation "
+            "split,\n# each to be run on the test set. replaymask sweep FILE --db DB\n"
+            + yaml.safe_dump({"grids": grids}, sort_keys=False, default_flow_style=None))
 
 
 SCENARIO_TEXT = (
@@ -265,7 +299,8 @@ SCENARIO_TEXT = (
 SELECTION_TEXT = (
     "These runs are evaluated on held-out training images (--validation-fraction), never "
     "on the test set; their accuracies select the learning rate, and the selected value "
-    "is then run on the test set like any other.\n\n")
+    "is then run on the test set like any other: selected.yaml, next to this report, "
+    "is the sweep file that does it.\n\n")
 
 
 PAIRED_TEXT = (
