@@ -18,6 +18,7 @@ LAYERS = [
     ("data", {"replaymask.data"}),
     ("core", {"replaymask.core"}),
     ("config", {"replaymask.config"}),
+    ("integrations", {"replaymask.integrations"}),  # adapters for Avalanche, Mammoth
     ("experiments", {"replaymask.experiments"}),
     ("api", {"replaymask.api"}),
     ("command line", {"replaymask.cli", "replaymask.__main__"}),
