@@ -13,8 +13,8 @@ within the family:
 Families: "primary" (GMS m = -inf against no GMS, best arguments, natural class order,
 5 tasks, every buffer: 50 comparisons), "orders" (the same, pooled over the four class
 orders, at buffers 20 and 200: 12), "tasks" (10 and 2 tasks, buffer 200), "options"
-(--gms-on-buffer, post-step logits, ER-ACE at ER's lr), "selected" (the learning rates
-chosen on the validation split). With --db, one more family compares two GMS variants
+(post-step logits, ER-ACE at ER's lr), "selected" (the learning rates chosen on the
+validation split). With --db, one more family compares two GMS variants
 directly: each "buffer masked" variant (--gms-on-buffer) against the same method with
 plain GMS (only the stream masked), paired on seed and class order. A family with no
 rows is skipped.
@@ -45,8 +45,9 @@ def family_of(row: dict) -> str | None:
         return "orders"
     if "tasks)" in dataset and plain:
         return "tasks"
-    if "buffer masked" in variant or "der_logits=post-step" in variant or (
-            variant.startswith("ER-ACE [lr=0.01]")):
+    if "buffer masked" in variant:
+        return None  # against plain GMS, not against no GMS: the --db family
+    if "der_logits=post-step" in variant or variant.startswith("ER-ACE [lr=0.01]"):
         return "options"
     if variant.endswith(HARD) and variant.startswith(("ER [lr=", "DER [lr=", "DER++ [lr=")) \
             and "(" not in dataset and row["buffer_size"] in ("20", "200"):
