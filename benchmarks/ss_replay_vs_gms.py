@@ -29,6 +29,16 @@ VARIANTS = {
 PAIRS = [("SS", "ER"), ("SS", "ER + GMS(-inf)"), ("SS + GMS(0)", "SS")]
 
 
+def study_grid(config: dict) -> bool:
+    """A run of docs/study.yaml's grid: the best arguments, the natural class order, the
+    protocol's tasks, the test set, only the stream masked (the database also holds the
+    other scenarios and options of issue 11)."""
+    from replaymask.experiments.cells import benchmark_label, method_label
+
+    return ("[" not in method_label(config) and benchmark_label(config) == config["dataset"]
+            and not config.get("gms_on_buffer"))
+
+
 def load(db: Path, setting: str) -> tuple[dict, dict]:
     """(dataset, buffer, variant) -> {seed: accuracy}, and -> runs started."""
     connection = sqlite3.connect(db)
@@ -37,6 +47,8 @@ def load(db: Path, setting: str) -> tuple[dict, dict]:
     values, started = {}, {}
     for status, config, metrics in rows:
         config = json.loads(config)
+        if not study_grid(config):
+            continue
         for name, (model, gms, mask) in VARIANTS.items():
             if (config["model"], config["gms"]) == (model, gms) and \
                     (not gms or config["gms_mask_value"] == mask):

@@ -12,7 +12,8 @@ within the family:
 
 Families: "primary" (GMS m = -inf against no GMS, best arguments, natural class order,
 5 tasks, every buffer: 50 comparisons), "orders" (the same, pooled over the four class
-orders, at buffers 20 and 200: 12), "tasks" (10 and 2 tasks, buffer 200), "options"
+orders, at buffers 20 and 200: 12), "fixed arguments" (buffer 500 with the buffer-200
+arguments, m = -inf and 0: 12), "tasks" (10 and 2 tasks, buffer 200), "options"
 (post-step logits, ER-ACE at ER's lr), "selected" (the learning rates chosen on the
 validation split). With --db, one more family compares two GMS variants
 directly: each "buffer masked" variant (--gms-on-buffer) against the same method with
@@ -47,6 +48,8 @@ def family_of(row: dict) -> str | None:
         return "tasks"
     if "buffer masked" in variant:
         return None  # against plain GMS, not against no GMS: the --db family
+    if not plain and row["buffer_size"] == "500" and "(" not in dataset:
+        return "fixed arguments"
     if "der_logits=post-step" in variant or variant.startswith("ER-ACE [lr=0.01]"):
         return "options"
     if variant.endswith(HARD) and variant.startswith(("ER [lr=", "DER [lr=", "DER++ [lr=")) \
