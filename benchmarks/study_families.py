@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from replaymask.experiments.cells import group_runs  # noqa: E402
+from replaymask.experiments.cells import group_runs, method_label, split_label  # noqa: E402
+from replaymask.experiments.report import learning_rate_searches  # noqa: E402
 from replaymask.experiments.stats import holm, paired_difference  # noqa: E402
 from replaymask.experiments.store import ResultsStore  # noqa: E402
 
@@ -58,12 +59,45 @@ def family_of(row: dict) -> str | None:
     return None
 
 
-def buffer_masking_rows(db: Path, setting: str) -> list[dict]:
+def load_cells(db: Path):
+    store = ResultsStore(db, create=False)
+    return group_runs([row["result"] for row in store.runs("done")],
+                      [row["config"] for row in store.runs("failed")])
+
+
+def _row(label: str, cell, found) -> dict:
+    return {"variant": label, "dataset": cell.dataset, "buffer_size": str(cell.buffer_size),
+            "pairs": str(found.pairs), "mean_difference": found.mean, "ci95_low": found.low,
+            "ci95_high": found.high, "p": found.p}
+
+
+def tuned_rows(cells, setting: str) -> list[dict]:
+    """Each method tuned against itself tuned: GMS at the learning rate it selected on the
+    validation split minus the method without GMS at the one it selected, on the test
+    set, paired on seed. Rows only where both selected runs are in the database."""
+    validation = [c for c in cells if "validation" in c.scenario]
+    test = {(c.label, c.dataset, c.buffer_size): c for c in cells if not c.scenario}
+    chosen = {}
+    for label, cell, by_lr, best in learning_rate_searches(validation, setting):
+        config = {**by_lr[best].results[0]["config"], "validation_fraction": 0.0}
+        dataset = cell.dataset.partition(" (")[0]
+        chosen[(split_label(label)[0], dataset, cell.buffer_size, split_label(label)[1])] = (
+            best, test.get((method_label(config), dataset, cell.buffer_size)))
+    rows = []
+    for (method, dataset, buffer_size, variant), (lr, masked) in sorted(chosen.items()):
+        if not variant:
+            continue
+        base_lr, base = chosen.get((method, dataset, buffer_size, ""), (None, None))
+        found = masked and base and paired_difference(masked, base, setting)
+        if found and found.p is not None:
+            rows.append(_row(f"{method} + GMS{variant} at lr {lr:g} vs {method} at lr "
+                             f"{base_lr:g}", base, found))
+    return rows
+
+
+def buffer_masking_rows(cells, setting: str) -> list[dict]:
     """paired.csv-like rows: every '..., buffer masked' GMS cell minus the same method's
     cell with plain GMS (the same mask value, only the stream masked)."""
-    store = ResultsStore(db, create=False)
-    cells = group_runs([row["result"] for row in store.runs("done")],
-                       [row["config"] for row in store.runs("failed")])
     by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
     rows = []
     for cell in cells:
@@ -73,10 +107,7 @@ def buffer_masking_rows(db: Path, setting: str) -> list[dict]:
                             cell.buffer_size))
         found = plain and paired_difference(cell, plain, setting)
         if found and found.p is not None:
-            rows.append({"variant": f"{cell.label} vs plain GMS", "dataset": cell.dataset,
-                         "buffer_size": str(cell.buffer_size), "pairs": str(found.pairs),
-                         "mean_difference": found.mean, "ci95_low": found.low,
-                         "ci95_high": found.high, "p": found.p})
+            rows.append(_row(f"{cell.label} vs plain GMS", cell, found))
     return rows
 
 
@@ -94,7 +125,9 @@ def main() -> None:
         if (name := family_of(row)) is not None:
             families.setdefault(name, []).append(row)
     if args.db is not None:
-        families["buffer masked vs plain GMS"] = buffer_masking_rows(args.db, args.setting)
+        cells = load_cells(args.db)
+        families["buffer masked vs plain GMS"] = buffer_masking_rows(cells, args.setting)
+        families["tuned"] = tuned_rows(cells, args.setting)
     for name, members in families.items():
         if not members:
             continue
