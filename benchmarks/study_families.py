@@ -79,6 +79,8 @@ def tuned_rows(cells, setting: str) -> list[dict]:
     test = {(c.label, c.dataset, c.buffer_size): c for c in cells if not c.scenario}
     chosen = {}
     for label, cell, by_lr, best in learning_rate_searches(validation, setting):
+        if best is None:
+            continue
         config = {**by_lr[best].results[0]["config"], "validation_fraction": 0.0}
         dataset = cell.dataset.partition(" (")[0]
         chosen[(split_label(label)[0], dataset, cell.buffer_size, split_label(label)[1])] = (

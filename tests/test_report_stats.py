@@ -260,3 +260,21 @@ def test_validation_runs_only_select_the_learning_rate_and_never_enter_the_main_
         *((False, 0.03, seed) for seed in range(5)), *((True, 0.1, seed) for seed in range(5))]
     assert all(c.validation_fraction == 0 and c.model == "er" and c.buffer_size == 200
                for c in selected)
+
+
+def test_a_learning_rate_at_which_a_run_diverged_is_never_selected(tmp_path):
+    from replaymask.experiments.report import write_report
+
+    runs, failed = [], []
+    for lr, value in ((0.01, 50.0), (0.3, 70.0)):
+        for seed in (10, 11):
+            run = result("er", seed, value)
+            run["config"].update(lr=lr, validation_fraction=0.1)
+            runs.append(run)
+    broken = result("er", 12, 0.0)["config"]
+    broken.update(lr=0.3, validation_fraction=0.1)
+    failed.append(broken)  # one of the three seeds at lr 0.3 diverged
+    write_report(runs, tmp_path, plots=False, failed=failed)
+    selection = (tmp_path / "report.md").read_text().partition("## Hyper-parameter")[2]
+    row = next(line for line in selection.splitlines() if line.startswith("| ER |"))
+    assert "0.3: 70.00 ± 0.00 (n=2; 1/3 diverged)" in row and row.endswith("| **0.01** |")

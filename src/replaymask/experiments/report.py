@@ -234,8 +234,9 @@ def scenario_tables(protocol: list[Cell], scenarios: list[Cell],
 def learning_rate_searches(cells: list[Cell], setting: str = "class_il"
                            ) -> list[tuple[str, Cell, dict[float, Cell], float]]:
     """The searches among validation ``cells``: (label without the lr, a cell, the cells
-    by learning rate, the selected learning rate: the highest mean ``setting``), in
-    table order."""
+    by learning rate, the selected learning rate: the highest mean ``setting`` among the
+    learning rates at which no run diverged), in table order; a search where every
+    learning rate had a diverged run selects none (None)."""
     groups: dict[tuple, dict[float, Cell]] = {}
     for cell in cells:
         if cell.results:
@@ -246,9 +247,10 @@ def learning_rate_searches(cells: list[Cell], setting: str = "class_il"
     found = []
     for (label, _, _), by_lr in sorted(groups.items(), key=lambda item: (
             item[0][1], item[0][2], min(labels.index(c.label) for c in item[1].values()))):
-        means = {lr: statistics.fmean(cell.values(setting)) for lr, cell in by_lr.items()}
+        means = {lr: statistics.fmean(cell.values(setting)) for lr, cell in by_lr.items()
+                 if not cell.failed}
         found.append((label, next(iter(by_lr.values())), by_lr,
-                      max(sorted(means), key=means.get)))
+                      max(sorted(means), key=means.get) if means else None))
     return found
 
 
@@ -262,7 +264,8 @@ def selection_table(cells: list[Cell], setting: str = "class_il") -> str:
         entries = [f"{lr:g}: {_mean_std(by_lr[lr].values(setting))} ({_runs(by_lr[lr])})"
                    for lr in sorted(by_lr)]
         lines.append(f"| {label} | {cell.dataset} | {cell.buffer_size} | "
-                     f"{'; '.join(entries)} | **{best:g}** |")
+                     f"{'; '.join(entries)} | "
+                     f"{'none' if best is None else f'**{best:g}**'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -276,6 +279,8 @@ def selected_sweep(cells: list[Cell]) -> str:
     ``TEST_SEEDS``), with the other settings of its validation runs."""
     grids = []
     for _, _, by_lr, best in learning_rate_searches(cells):
+        if best is None:
+            continue
         config = by_lr[best].results[0]["config"]
         grid = {"seed": TEST_SEEDS, **{key: config[key] for key in SELECTED_KEYS
                                        if config.get(key) not in (None, False)}}
@@ -298,9 +303,9 @@ SCENARIO_TEXT = (
     "stars belong to the same Holm family as the paired table above.\n\n")
 SELECTION_TEXT = (
     "These runs are evaluated on held-out training images (--validation-fraction), never "
-    "on the test set; their accuracies select the learning rate, and the selected value "
-    "is then run on the test set like any other: selected.yaml, next to this report, "
-    "is the sweep file that does it.\n\n")
+    "on the test set. The learning rate with the best mean among those at which no run "
+    "diverged is selected, and then run on the test set like any other: selected.yaml, "
+    "next to this report, is the sweep file that does it.\n\n")
 
 
 PAIRED_TEXT = (
