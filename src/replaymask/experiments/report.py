@@ -282,7 +282,7 @@ def selected_sweep(cells: list[Cell]) -> str:
         if best is None:
             continue
         config = by_lr[best].results[0]["config"]
-        grid = {"seed": TEST_SEEDS, **{key: config[key] for key in SELECTED_KEYS
+        grid = {"seed": list(TEST_SEEDS), **{key: config[key] for key in SELECTED_KEYS
                                        if config.get(key) not in (None, False)}}
         if not config.get("gms"):
             grid.pop("gms_mask_value", None)
