@@ -49,15 +49,41 @@ class CheckpointMismatchError(RuntimeError):
     """The checkpoint to resume from was written for a different configuration."""
 
 
+class TrainingObserver:
+    """Watches a run without changing it: a logger (TensorBoard, above core) subclasses it
+    and overrides what it needs. The loop calls these only where it holds the values on
+    the host already (the loss read-back, a task's evaluation), with plain Python numbers
+    and copies, so a run's results are the same with an observer and without one."""
+
+    def begin(self, steps_done: int) -> None:
+        """Training starts after ``steps_done`` steps: 0, or where a checkpoint left off."""
+
+    def loss(self, step: int, task: int, mean_loss: float) -> None:
+        """The mean training loss of the steps since the last call: every 100 steps (the
+        loop's read-back interval) and at each epoch's end. ``step`` counts every step of
+        the run so far."""
+
+    def task_end(self, task: int, step: int, accuracy_matrix: dict[str, list[list[float]]]
+                 ) -> None:
+        """Task ``task`` (from 0) is trained and evaluated: ``accuracy_matrix["class_il"]``
+        and ``["task_il"]`` hold rows 0..task (percent)."""
+
+    def analysis(self, record: dict) -> None:
+        """One record of the ``--analysis`` instrumentation (:mod:`.analysis`)."""
+
+
 def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
-          analysis: bool = False, checkpointing: Checkpointing | None = None) -> RunResult:
+          analysis: bool = False, checkpointing: Checkpointing | None = None,
+          observer: TrainingObserver | None = None) -> RunResult:
     """Run ``config`` (resolved by :func:`replaymask.config.resolve`) on ``benchmark`` and
     return its results.
 
     ``analysis`` adds the stability instrumentation of :mod:`replaymask.core.analysis`
     (measured on probe batches; the training itself is unchanged). ``checkpointing``
     saves everything needed to continue exactly: a resumed run ends with the same
-    accuracy matrices as an uninterrupted one.
+    accuracy matrices as an uninterrupted one. ``observer`` (a
+    :class:`TrainingObserver`) is told the loss, each task's accuracies and the analysis
+    records as they come.
     """
     if config.n_tasks not in (None, benchmark.n_tasks):
         raise ValueError(f"the configuration has {config.n_tasks} tasks, the benchmark "
@@ -113,6 +139,8 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         save_checkpoint(checkpointing.directory, sequence, _snapshot(
             config, net, method, run_state, order_state, augmentation, sequence))
 
+    if observer is not None:
+        observer.begin(run_state["steps_done"])
     steps_per_task = [
         _steps(benchmark, config, task, method.trains_on_all_seen_tasks) for task in tasks
     ]
@@ -155,7 +183,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
 
             with precision():
                 _run_epoch(method, images, labels, config.batch_size, bar, task, probe,
-                           first_batch, after_step, run_state)
+                           first_batch, after_step, run_state, observer)
         with precision():
             method.end_task(task, images, labels)
         seen = list(range(task + 1))
@@ -163,6 +191,9 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         matrix["class_il"][task:] = [class_il]
         matrix["task_il"][task:] = [task_il]
         run_state["task_times"][task:] = [time.perf_counter() - task_start]
+        if observer is not None:
+            observer.task_end(task, run_state["steps_done"],
+                              {key: [list(row) for row in rows] for key, rows in matrix.items()})
         if checkpointing is not None:
             save(task + 1, 0, 0)
         bar.set_postfix_str(f"task {task + 1} class-il {sum(class_il) / len(class_il):.1f}%")
@@ -257,7 +288,7 @@ def _steps(benchmark, config, task, cumulative) -> int:
 
 
 def _run_epoch(method, images, labels, batch_size, bar, task, probe, first_batch,
-               after_step, run_state) -> None:
+               after_step, run_state, observer) -> None:
     """One pass over the stream from batch ``first_batch`` on (a resumed epoch skips the
     batches it had done); ``after_step(next_batch)`` follows every step."""
     # Losses stay on the device and are read back every CHECK_EVERY steps only.
@@ -274,6 +305,10 @@ def _run_epoch(method, images, labels, batch_size, bar, task, probe, first_batch
                     "try a smaller --lr")
             bar.update(len(losses))
             losses.clear()
+            if observer is not None:
+                observer.loss(run_state["steps_done"] + 1, task, mean_loss)
             if probe is not None:
                 probe.record(run_state["steps_done"] + 1)
+                if observer is not None:
+                    observer.analysis(dict(probe.records[-1]))
         after_step(step)
