@@ -34,7 +34,8 @@ def run(model: str | None = None, dataset: str | None = None, *,
         data_root: str | Path | None = None, download: bool = True,
         out: str | Path | None = None, progress: bool = True, threads: int | None = None,
         analysis: bool = False, checkpoint_dir: str | Path | None = None,
-        checkpoint_every: int = 0, resume: bool = False, **settings) -> RunResult:
+        checkpoint_every: int = 0, resume: bool = False,
+        tensorboard: str | Path | None = None, **settings) -> RunResult:
     """Train one method on one benchmark and return its :class:`RunResult`.
 
     ``settings`` are run settings by name (``buffer_size=200``, ``seed=1``, ``gms=True``,
@@ -52,14 +53,15 @@ def run(model: str | None = None, dataset: str | None = None, *,
     return run_config(config, data_root=data_root, download=download, out=out,
                       progress=progress, threads=threads, analysis=analysis,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                      resume=resume)
+                      resume=resume, tensorboard=tensorboard)
 
 
 def run_config(config: RunConfig, *, data_root: str | Path | None = None,
                download: bool = True, out: str | Path | None = None, progress: bool = True,
                threads: int | None = None, analysis: bool = False,
                checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
-               resume: bool = False, log: Callable[[str], None] | None = None,
+               resume: bool = False, tensorboard: str | Path | None = None,
+               log: Callable[[str], None] | None = None,
                warn: Callable[[str], None] | None = None) -> RunResult:
     """Train a resolved configuration (:func:`replaymask.config.resolve`).
 
@@ -68,8 +70,11 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
     else torch's choice). ``analysis`` records the stability instrumentation
     (``result.analysis``). ``checkpoint_dir`` saves a checkpoint at every task end (and
     every ``checkpoint_every`` steps); ``resume`` continues from the newest sound one.
-    ``log`` receives a line naming the run, its hyper-parameters and data once they are
-    loaded; ``warn`` receives warnings about unreadable checkpoints.
+    ``tensorboard`` names a folder for live TensorBoard logs (the ``tensorboard`` extra):
+    the run writes ``<tensorboard>/<run name>_<hash>/``
+    (:mod:`replaymask.experiments.tensorboard`). ``log`` receives a line naming the run,
+    its hyper-parameters and data once they are loaded; ``warn`` receives warnings about
+    unreadable checkpoints.
     """
     if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
         raise ConfigError(f"--threads must be an integer >= 1 and <= {MAX_THREADS}, "
@@ -81,6 +86,7 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
         require_writable("--out", out)
     checkpointing = _checkpointing(checkpoint_dir, checkpoint_every, resume, analysis,
                                    warn or (lambda message: None))
+    tensorboard = require_tensorboard(tensorboard) if tensorboard is not None else None
     import torch  # after every check: mistakes fail fast
 
     from .core.training import CheckpointMismatchError, train
@@ -97,15 +103,23 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
             f"minibatch {config.minibatch_size}"
             + "".join(f", {name} {value}" for name, value in config.method_settings.items())
             + f"; data: {benchmark.source}")
+    observer = None
+    if tensorboard is not None:
+        from .experiments.tensorboard import TensorBoardLogger
+
+        observer = TensorBoardLogger(tensorboard, config)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or default_threads(config) or previous_threads)
+    result = None
     try:
         result = train(config, benchmark, progress=progress, analysis=analysis,
-                       checkpointing=checkpointing)
+                       checkpointing=checkpointing, observer=observer)
     except CheckpointMismatchError as error:
         raise ConfigError(str(error)) from None
     finally:
         torch.set_num_threads(previous_threads)
+        if observer is not None:
+            observer.finish(result)  # a run that raised is marked failed
     if out is not None:
         write_result(out, result)
     return result
@@ -127,6 +141,19 @@ def require_writable(flag: str, folder: Path) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {str(folder)!r} cannot be created: {str(existing)!r} "
                           "is not a writable directory")
+
+
+def require_tensorboard(folder: str | Path) -> Path:
+    """``folder`` for TensorBoard logs, checked: the ``tensorboard`` extra is installed and
+    the folder is (or can be made) a writable directory; else one-line ConfigError."""
+    from .experiments.tensorboard import require_package
+
+    require_package()
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--tensorboard {str(folder)!r} exists and is not a directory")
+    require_writable("--tensorboard", folder)
+    return folder
 
 
 def _checkpointing(directory, every: int, resume: bool, analysis: bool,
@@ -165,15 +192,19 @@ def sweep(grids: str | Path | Mapping | list[Mapping], db: str | Path = DEFAULT_
           workers: int = 2, retry_failed: bool = False, data_root: str | Path | None = None,
           progress: bool = True, ray_address: str | None = None,
           ray_cpus_per_run: float = 1.0, checkpoint_dir: str | Path | None = None,
-          checkpoints: bool = True) -> SweepSummary:
+          checkpoints: bool = True, tensorboard: str | Path | None = None) -> SweepSummary:
     """Run every run of ``grids`` (see :func:`plan_sweep`) not yet done in the results
     database ``db``, on ``workers`` local processes or a Ray cluster; resumable.
 
     Each run checkpoints at every task end into ``checkpoint_dir`` (default:
     ``DB.checkpoints/`` beside the database), so that a run whose worker died continues
-    where it was; ``checkpoints=False`` restarts such runs instead.
+    where it was; ``checkpoints=False`` restarts such runs instead. With ``tensorboard``
+    (a folder), every run writes its live TensorBoard logs into its own subfolder there
+    (on Ray: a folder every node can write to), so that TensorBoard's HParams view lists
+    the runs side by side.
     """
     planned = plan_sweep(grids)
+    tensorboard = require_tensorboard(tensorboard) if tensorboard is not None else None
     db = Path(db)
     checkpoint_root = None
     if checkpoints:
@@ -184,7 +215,8 @@ def sweep(grids: str | Path | Mapping | list[Mapping], db: str | Path = DEFAULT_
         return run_sweep(planned.configs, store, workers=workers, retry_failed=retry_failed,
                          data_root=str(data_root) if data_root is not None else None,
                          progress=progress, ray_address=ray_address,
-                         ray_cpus_per_run=ray_cpus_per_run, checkpoint_root=checkpoint_root)
+                         ray_cpus_per_run=ray_cpus_per_run, checkpoint_root=checkpoint_root,
+                         tensorboard_root=str(tensorboard) if tensorboard is not None else None)
     finally:
         store.close()
 

@@ -1,0 +1,214 @@
+"""Live logs in TensorBoard: ``replaymask run|sweep --tensorboard DIR`` (the ``tensorboard``
+extra; the accuracy-matrix image also needs matplotlib).
+
+Every run writes two folders of event files, named after the run and its configuration's
+hash (so that runs differing only in, say, the lr do not share one)::
+
+    DIR/<run name>_<hash>/          the curves: train/loss (mean of the last 100 steps),
+                                    class_il/task_J and task_il/task_J (task J's accuracy
+                                    after every task), accuracy_matrix (an image, at the
+                                    end), analysis/* (with --analysis)
+    DIR/<run name>_<hash>/hparams/  the run's settings as hyper-parameters, and class_il,
+                                    task_il (average accuracy over the tasks seen) and
+                                    class_il_forgetting, task_il_forgetting after every
+                                    task: TensorBoard's HParams view lists one row per run
+                                    with these four metrics (their last values)
+
+The x axis is the training step everywhere. The hyper-parameters are the scalar values
+of the configuration as ``result.json`` stores it; TensorBoard works out from all the
+runs under DIR which of them differ and shows those first.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import time
+from pathlib import Path
+
+from ..core.metrics import forgetting
+from ..core.results import RunResult
+from ..core.run_config import RunConfig
+from ..core.training import TrainingObserver
+from ..errors import ConfigError, one_line
+
+INSTALL = "pip install 'replaymask[tensorboard]'"
+SESSION_FOLDER = "hparams"
+SETTINGS = ("class_il", "task_il")
+FLUSH_SECS = 10  # live: TensorBoard sees new points within this many seconds
+
+
+def require_package() -> None:
+    """Raise a one-line :class:`ConfigError` unless the tensorboard package loads."""
+    try:
+        from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: F401
+        from tensorboard.summary.writer import event_file_writer  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--tensorboard needs the tensorboard package: {INSTALL}") from None
+    except Exception as error:  # e.g. a protobuf it was not built for
+        raise ConfigError(f"--tensorboard: the tensorboard package does not load "
+                          f"({type(error).__name__}: {one_line(str(error))})") from None
+
+
+def run_folder(root: str | Path, config: RunConfig) -> Path:
+    """Where a run's event files go under ``root``."""
+    return Path(root) / f"{config.name}_{config.hash[:8]}"
+
+
+def hyperparameters(config: RunConfig) -> dict[str, bool | int | float | str]:
+    """The configuration's scalar values (``result.json``'s ``config``), for the HParams view."""
+    return {name: value for name, value in config.to_dict().items()
+            if isinstance(value, (bool, int, float, str))}
+
+
+class TensorBoardLogger(TrainingObserver):
+    """Writes one run's event files under ``root`` (see the module's docstring) as it trains.
+
+    Nothing is written before :meth:`begin`; :meth:`finish` adds the accuracy-matrix image
+    and the run's end (success, or failure without a result) and closes the files.
+    """
+
+    def __init__(self, root: str | Path, config: RunConfig):
+        self.config = config
+        self.folder = run_folder(root, config)
+        self._curves = self._session = None
+        self._last_step = 0  # where the final image goes
+
+    def begin(self, steps_done: int) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._curves = EventFileWriter(str(self.folder), flush_secs=FLUSH_SECS)
+        self._session = EventFileWriter(str(self.folder / SESSION_FOLDER), flush_secs=FLUSH_SECS)
+        for writer in (self._curves, self._session):
+            # TensorBoard drops what an earlier attempt of this run logged from this step on
+            writer.add_event(Event(wall_time=time.time(), step=steps_done,
+                                   session_log=SessionLog(status=SessionLog.START)))
+        self._session.add_event(Event(wall_time=time.time(), step=steps_done,
+                                      summary=_session_start(hyperparameters(self.config))))
+
+    def loss(self, step: int, task: int, mean_loss: float) -> None:
+        self._scalars(self._curves, step, {"train/loss": mean_loss})
+
+    def task_end(self, task: int, step: int, accuracy_matrix: dict[str, list[list[float]]]
+                 ) -> None:
+        curves, metrics = {}, {}
+        for setting in SETTINGS:
+            rows = accuracy_matrix[setting]
+            curves.update({f"{setting}/task_{j + 1}": value for j, value in enumerate(rows[-1])})
+            metrics[setting] = sum(rows[-1]) / len(rows[-1])
+            if (forgot := forgetting(rows)) is not None:
+                metrics[f"{setting}_forgetting"] = forgot
+        self._scalars(self._curves, step, curves)
+        self._scalars(self._session, step, metrics)
+        self._curves.flush()
+        self._session.flush()
+
+    def analysis(self, record: dict) -> None:
+        self._scalars(self._curves, record["step"], {
+            f"analysis/{name}": value for name, value in record.items()
+            if name not in ("task", "step") and value is not None})
+
+    def finish(self, result: RunResult | None) -> None:
+        """End the run's logs: with ``result``, the accuracy matrices as an image (skipped
+        without matplotlib) and success; without, failure."""
+        if self._curves is None:  # training never began: nothing was written
+            return
+        from tensorboard.compat.proto.event_pb2 import Event
+
+        if result is not None:
+            image = accuracy_matrix_png(result.accuracy_matrix, self.config.name)
+            if image is not None:
+                self._curves.add_event(Event(wall_time=time.time(), step=self._last_step,
+                                             summary=_image("accuracy_matrix", image)))
+        self._session.add_event(Event(wall_time=time.time(),
+                                      summary=_session_end(success=result is not None)))
+        for writer in (self._curves, self._session):
+            writer.close()
+        self._curves = self._session = None
+
+    def _scalars(self, writer, step: int, values: dict[str, float]) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        self._last_step = max(self._last_step, step)
+        writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=[
+            Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])))
+
+
+def _hparams_summary(tag: str, plugin_data):
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import metadata
+
+    return Summary(value=[Summary.Value(tag=tag,
+                                        metadata=metadata.create_summary_metadata(plugin_data))])
+
+
+def _session_start(values: dict[str, bool | int | float | str]):
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+    for name, value in values.items():
+        if isinstance(value, bool):
+            start.hparams[name].bool_value = value
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            start.hparams[name].number_value = value
+        else:  # a string, or an infinite number (JSON, which TensorBoard serves, has none)
+            start.hparams[name].string_value = str(value)
+    return _hparams_summary(metadata.SESSION_START_INFO_TAG,
+                            plugin_data_pb2.HParamsPluginData(session_start_info=start))
+
+
+def _session_end(success: bool):
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    end = plugin_data_pb2.SessionEndInfo(
+        status=api_pb2.STATUS_SUCCESS if success else api_pb2.STATUS_FAILURE,
+        end_time_secs=time.time())
+    return _hparams_summary(metadata.SESSION_END_INFO_TAG,
+                            plugin_data_pb2.HParamsPluginData(session_end_info=end))
+
+
+def _image(tag: str, png: bytes):
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+    return Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
+        height=height, width=width, colorspace=4, encoded_image_string=png))])
+
+
+def accuracy_matrix_png(accuracy_matrix: dict[str, list[list[float]]], title: str
+                        ) -> bytes | None:
+    """The Class-IL and Task-IL accuracy matrices side by side, as a PNG; None without
+    matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    n_tasks = len(accuracy_matrix["class_il"])
+    side = 1.2 + 0.55 * n_tasks
+    figure = Figure(figsize=(2 * side + 0.6, side + 0.5), dpi=80, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
+    for ax, setting, label in zip(axes, SETTINGS, ("Class-IL", "Task-IL"), strict=True):
+        grid = [[math.nan] * n_tasks for _ in range(n_tasks)]
+        for i, row in enumerate(accuracy_matrix[setting]):
+            grid[i][:len(row)] = row
+        ax.imshow(grid, vmin=0, vmax=100, cmap="viridis")
+        if n_tasks <= 12:  # numbers in the cells while they stay legible
+            for i, row in enumerate(accuracy_matrix[setting]):
+                for j, value in enumerate(row):
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8,
+                            color="white" if value < 60 else "black")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("task")
+        ax.set_ylabel("after task")
+        ticks = range(n_tasks)
+        ax.set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=8)
+        ax.set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
