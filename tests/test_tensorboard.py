@@ -10,7 +10,8 @@ import pytest
 
 from replaymask import api, cli
 from replaymask.config import resolve
-from replaymask.core.training import TrainingObserver, train
+from replaymask.core.methods import method_class
+from replaymask.core.training import Checkpointing, TrainingObserver, train
 from replaymask.errors import ConfigError
 
 pytest.importorskip("tensorboard")
@@ -18,6 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
     EventAccumulator,
 )
 from tensorboard.plugins.hparams import metadata as hparams_metadata  # noqa: E402
+
+from replaymask.experiments.tensorboard import TensorBoardLogger, run_folder  # noqa: E402
 
 ANALYSIS = ("grad_old", "grad_current", "grad_future", "old_class_mass", "old_logit_drift")
 
@@ -124,6 +127,10 @@ def test_a_run_logs_loss_accuracies_matrix_image_analysis_and_hparams(mnist_like
             logged = scalars(curves, f"{setting}/task_{task + 1}")
             assert [value for _, value in logged] == pytest.approx(
                 [row[task] for row in matrix[setting][task:]], abs=1e-4)
+        averages = scalars(curves, f"{setting}/average")
+        assert [value for _, value in averages] == pytest.approx(
+            [sum(row) / len(row) for row in matrix[setting]], abs=1e-4)
+        assert len(scalars(curves, f"{setting}/forgetting")) == 4  # from the second task on
     for name in ANALYSIS:
         logged = scalars(curves, f"analysis/{name}")
         expected = [r[name] for r in result["analysis"] if r[name] is not None]
@@ -139,13 +146,12 @@ def test_a_run_logs_loss_accuracies_matrix_image_analysis_and_hparams(mnist_like
     assert hparams["lr"].number_value == pytest.approx(result["config"]["lr"])
     assert hparams["gms_mask_value"].string_value == "-inf"
     assert "alpha" not in hparams  # None for ER: only values are hyper-parameters
+    final_step = loss[-1][0]
     for setting in ("class_il", "task_il"):
-        averages = scalars(session, setting)
-        assert len(averages) == 5
-        assert averages[-1][1] == pytest.approx(
-            result["metrics"][setting]["average_accuracy"], abs=1e-4)
-        assert scalars(session, f"{setting}_forgetting")[-1][1] == pytest.approx(
-            result["metrics"][setting]["forgetting"], abs=1e-4)
+        assert scalars(session, setting) == [(final_step, pytest.approx(
+            result["metrics"][setting]["average_accuracy"], abs=1e-4))]
+        assert scalars(session, f"{setting}_forgetting") == [(final_step, pytest.approx(
+            result["metrics"][setting]["forgetting"], abs=1e-4))]
     assert session_status(session) == "STATUS_SUCCESS"
 
 
@@ -216,14 +222,65 @@ def hparams_view(root):
     return experiment, groups["sessionGroups"]
 
 
-def test_a_diverging_run_is_logged_as_failed(mnist_like_root, tmp_path, capsys):
+def test_a_diverging_run_keeps_its_curves_and_stays_out_of_the_hparams_view(
+        mnist_like_root, tmp_path, capsys):
     tensorboard = tmp_path / "tb"
     code = cli.main(["run", "--model", "sgd", "--lr", "1e30", "--data-root",
                      str(mnist_like_root), "--out", str(tmp_path / "out"), "--tensorboard",
                      str(tensorboard), "--no-progress"])
     assert code == 3 and "diverged" in capsys.readouterr().err
     (folder,) = run_folders(tensorboard)
-    assert session_status(read_events(folder / "hparams")) == "STATUS_FAILURE"
+    assert read_events(folder).Tags()["scalars"] == []  # it diverged at the first read-back
+    assert not (folder / "hparams").exists()
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_run_stopped_and_resumed_logs_what_an_uninterrupted_one_does(tiny, tmp_path,
+                                                                        monkeypatch):
+    config = resolve(model="er", buffer_size=20, n_epochs=2)
+
+    def logged_train(root, **kwargs):
+        logger, result = TensorBoardLogger(root, config), None
+        try:
+            result = train(config, tiny, progress=False, observer=logger, **kwargs)
+        finally:
+            logger.finish(result)
+        return run_folder(root, config)
+
+    clean = logged_train(tmp_path / "clean")
+    learner, steps = method_class("er"), []
+    original = learner.observe
+
+    def crash_at_step_20(self, *args):
+        steps.append(1)
+        if len(steps) == 20:  # checkpoints after steps 5, 10, 12 (task end) and 15
+            raise Crash
+        return original(self, *args)
+
+    monkeypatch.setattr(learner, "observe", crash_at_step_20)
+    saving = Checkpointing(tmp_path / "ck", every_steps=5, resume=True, warn=pytest.fail)
+    with pytest.raises(Crash):
+        logged_train(tmp_path / "tb", checkpointing=saving)
+    assert not (run_folder(tmp_path / "tb", config) / "hparams").exists()
+    monkeypatch.setattr(learner, "observe", original)
+    resumed = logged_train(tmp_path / "tb", checkpointing=saving)
+
+    expected, found = read_events(clean), read_events(resumed)
+    assert found.Tags()["scalars"] == expected.Tags()["scalars"]
+    for tag in expected.Tags()["scalars"]:
+        if tag != "train/loss":
+            assert scalars(found, tag) == scalars(expected, tag), tag
+    # step 18 was logged by both attempts and is kept once; after the resume from step 15
+    # its mean loss is over steps 16-18 only (uninterrupted: 13-18)
+    loss, loss_expected = scalars(found, "train/loss"), scalars(expected, "train/loss")
+    assert [step for step, _ in loss] == [step for step, _ in loss_expected]
+    assert [pair for pair in loss if pair[0] != 18] == \
+        [pair for pair in loss_expected if pair[0] != 18]
+    assert scalars(read_events(resumed / "hparams"), "class_il") == \
+        scalars(read_events(clean / "hparams"), "class_il")
 
 
 def test_without_matplotlib_the_image_is_left_out_and_nothing_else(mnist_like_root, tmp_path,

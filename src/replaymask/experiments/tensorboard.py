@@ -1,18 +1,19 @@
 """Live logs in TensorBoard: ``replaymask run|sweep --tensorboard DIR`` (the ``tensorboard``
 extra; the accuracy-matrix image also needs matplotlib).
 
-Every run writes two folders of event files, named after the run and its configuration's
-hash (so that runs differing only in, say, the lr do not share one)::
+Every run writes into a folder of its own, named after the run and its configuration's
+hash (runs that differ only in, say, the lr do not share one)::
 
-    DIR/<run name>_<hash>/          the curves: train/loss (mean of the last 100 steps),
-                                    class_il/task_J and task_il/task_J (task J's accuracy
-                                    after every task), accuracy_matrix (an image, at the
-                                    end), analysis/* (with --analysis)
-    DIR/<run name>_<hash>/hparams/  the run's settings as hyper-parameters, and class_il,
-                                    task_il (average accuracy over the tasks seen) and
-                                    class_il_forgetting, task_il_forgetting after every
-                                    task: TensorBoard's HParams view lists one row per run
-                                    with these four metrics (their last values)
+    DIR/<run name>_<hash>/          as it trains: train/loss (the mean of the last 100
+                                    steps), class_il/task_J and task_il/task_J (task J's
+                                    accuracy after every task), class_il/average,
+                                    class_il/forgetting (and task_il/...) over the tasks
+                                    seen, analysis/* (with --analysis); at the end, the
+                                    accuracy matrices as an image (accuracy_matrix)
+    DIR/<run name>_<hash>/hparams/  once it has finished: the run's settings as
+                                    hyper-parameters and its final class_il, task_il,
+                                    class_il_forgetting, task_il_forgetting, which
+                                    TensorBoard's HParams view lists, one row per run
 
 The x axis is the training step everywhere. The hyper-parameters are the scalar values
 of the configuration as ``result.json`` stores it; TensorBoard works out from all the
@@ -63,47 +64,40 @@ def hyperparameters(config: RunConfig) -> dict[str, bool | int | float | str]:
 
 
 class TensorBoardLogger(TrainingObserver):
-    """Writes one run's event files under ``root`` (see the module's docstring) as it trains.
+    """Writes one run's event files under ``root`` (see the module's docstring).
 
-    Nothing is written before :meth:`begin`; :meth:`finish` adds the accuracy-matrix image
-    and the run's end (success, or failure without a result) and closes the files.
+    The curves are written as the run trains, from :meth:`begin` on (nothing before); the
+    HParams session when it has finished (:meth:`finish` with its result), so that the
+    HParams view lists finished runs only, each once, whatever attempts it took.
     """
 
     def __init__(self, root: str | Path, config: RunConfig):
         self.config = config
         self.folder = run_folder(root, config)
-        self._curves = self._session = None
-        self._last_step = 0  # where the final image goes
+        self._curves = None
+        self._last_step = 0
 
     def begin(self, steps_done: int) -> None:
-        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._curves = EventFileWriter(str(self.folder), flush_secs=FLUSH_SECS)
-        self._session = EventFileWriter(str(self.folder / SESSION_FOLDER), flush_secs=FLUSH_SECS)
-        for writer in (self._curves, self._session):
-            # TensorBoard drops what an earlier attempt of this run logged from this step on
-            writer.add_event(Event(wall_time=time.time(), step=steps_done,
-                                   session_log=SessionLog(status=SessionLog.START)))
-        self._session.add_event(Event(wall_time=time.time(), step=steps_done,
-                                      summary=_session_start(hyperparameters(self.config))))
+        _restart(self._curves, steps_done)
+        self._last_step = steps_done
 
     def loss(self, step: int, task: int, mean_loss: float) -> None:
         self._scalars(self._curves, step, {"train/loss": mean_loss})
 
     def task_end(self, task: int, step: int, accuracy_matrix: dict[str, list[list[float]]]
                  ) -> None:
-        curves, metrics = {}, {}
+        values = {}
         for setting in SETTINGS:
             rows = accuracy_matrix[setting]
-            curves.update({f"{setting}/task_{j + 1}": value for j, value in enumerate(rows[-1])})
-            metrics[setting] = sum(rows[-1]) / len(rows[-1])
+            values.update({f"{setting}/task_{j + 1}": value for j, value in enumerate(rows[-1])})
+            values[f"{setting}/average"] = sum(rows[-1]) / len(rows[-1])
             if (forgot := forgetting(rows)) is not None:
-                metrics[f"{setting}_forgetting"] = forgot
-        self._scalars(self._curves, step, curves)
-        self._scalars(self._session, step, metrics)
+                values[f"{setting}/forgetting"] = forgot
+        self._scalars(self._curves, step, values)
         self._curves.flush()
-        self._session.flush()
 
     def analysis(self, record: dict) -> None:
         self._scalars(self._curves, record["step"], {
@@ -111,22 +105,30 @@ class TensorBoardLogger(TrainingObserver):
             if name not in ("task", "step") and value is not None})
 
     def finish(self, result: RunResult | None) -> None:
-        """End the run's logs: with ``result``, the accuracy matrices as an image (skipped
-        without matplotlib) and success; without, failure."""
+        """Close the run's logs. With its ``result``: add the accuracy matrices as an image
+        (left out without matplotlib) and the HParams session: the hyper-parameters, the
+        final metrics and the status "success". Without (the run failed or stopped): the
+        curves so far stay, and the run stays out of the HParams view."""
         if self._curves is None:  # training never began: nothing was written
             return
         from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         if result is not None:
             image = accuracy_matrix_png(result.accuracy_matrix, self.config.name)
             if image is not None:
                 self._curves.add_event(Event(wall_time=time.time(), step=self._last_step,
                                              summary=_image("accuracy_matrix", image)))
-        self._session.add_event(Event(wall_time=time.time(),
-                                      summary=_session_end(success=result is not None)))
-        for writer in (self._curves, self._session):
-            writer.close()
-        self._curves = self._session = None
+            session = EventFileWriter(str(self.folder / SESSION_FOLDER), flush_secs=FLUSH_SECS)
+            _restart(session, 0)  # a run of the same configuration again: its session only
+            session.add_event(Event(wall_time=time.time(), step=0,
+                                    summary=_session_start(hyperparameters(self.config))))
+            self._scalars(session, self._last_step, final_metrics(result))
+            session.add_event(Event(wall_time=time.time(), step=self._last_step,
+                                    summary=_session_end()))
+            session.close()
+        self._curves.close()
+        self._curves = None
 
     def _scalars(self, writer, step: int, values: dict[str, float]) -> None:
         from tensorboard.compat.proto.event_pb2 import Event
@@ -135,6 +137,27 @@ class TensorBoardLogger(TrainingObserver):
         self._last_step = max(self._last_step, step)
         writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=[
             Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])))
+
+
+def final_metrics(result: RunResult) -> dict[str, float]:
+    """The HParams view's metrics: Class-IL and Task-IL average accuracy after the last task,
+    and their forgetting (where there was a task to forget)."""
+    metrics = {}
+    for setting in SETTINGS:
+        summary = result.metrics[setting]
+        metrics[setting] = summary["average_accuracy"]
+        if summary["forgetting"] is not None:
+            metrics[f"{setting}_forgetting"] = summary["forgetting"]
+    return metrics
+
+
+def _restart(writer, step: int) -> None:
+    """Mark that the run (re)starts at ``step``: TensorBoard drops what an earlier attempt
+    logged into this folder from that step on (a resumed run re-logs those steps)."""
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    writer.add_event(Event(wall_time=time.time(), step=step,
+                           session_log=SessionLog(status=SessionLog.START)))
 
 
 def _hparams_summary(tag: str, plugin_data):
@@ -160,12 +183,11 @@ def _session_start(values: dict[str, bool | int | float | str]):
                             plugin_data_pb2.HParamsPluginData(session_start_info=start))
 
 
-def _session_end(success: bool):
+def _session_end():
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    end = plugin_data_pb2.SessionEndInfo(
-        status=api_pb2.STATUS_SUCCESS if success else api_pb2.STATUS_FAILURE,
-        end_time_secs=time.time())
+    end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS,
+                                         end_time_secs=time.time())
     return _hparams_summary(metadata.SESSION_END_INFO_TAG,
                             plugin_data_pb2.HParamsPluginData(session_end_info=end))
 
@@ -189,7 +211,7 @@ def accuracy_matrix_png(accuracy_matrix: dict[str, list[list[float]]], title: st
         return None
     n_tasks = len(accuracy_matrix["class_il"])
     side = 1.2 + 0.55 * n_tasks
-    figure = Figure(figsize=(2 * side + 0.6, side + 0.5), dpi=80, layout="constrained")
+    figure = Figure(figsize=(2 * side + 0.6, side + 0.8), dpi=80, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 2)
     for ax, setting, label in zip(axes, SETTINGS, ("Class-IL", "Task-IL"), strict=True):
