@@ -21,6 +21,7 @@ from .checkpoint import load_newest_checkpoint, save_checkpoint
 from .evaluation import evaluate, task_confusion
 from .methods import method_class
 from .metrics import summarize
+from .observer import TrainingObserver
 from .results import DivergenceError, RunResult
 from .run_config import RunConfig
 
@@ -47,29 +48,6 @@ class Checkpointing:
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint to resume from was written for a different configuration."""
-
-
-class TrainingObserver:
-    """Watches a run without changing it: a logger (TensorBoard, above core) subclasses it
-    and overrides what it needs. The loop calls these only where it holds the values on
-    the host already (the loss read-back, a task's evaluation), with plain Python numbers
-    and copies, so a run's results are the same with an observer and without one."""
-
-    def begin(self, steps_done: int) -> None:
-        """Training starts after ``steps_done`` steps: 0, or where a checkpoint left off."""
-
-    def loss(self, step: int, task: int, mean_loss: float) -> None:
-        """The mean training loss of the steps since the last call: every 100 steps (the
-        loop's read-back interval) and at each epoch's end. ``step`` counts every step of
-        the run so far."""
-
-    def task_end(self, task: int, step: int, accuracy_matrix: dict[str, list[list[float]]]
-                 ) -> None:
-        """Task ``task`` (from 0) is trained and evaluated: ``accuracy_matrix["class_il"]``
-        and ``["task_il"]`` hold rows 0..task (percent)."""
-
-    def analysis(self, record: dict) -> None:
-        """One record of the ``--analysis`` instrumentation (:mod:`.analysis`)."""
 
 
 def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,

@@ -215,7 +215,8 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
               retry_failed: bool = False, data_root: str | None = None,
               progress: bool = True, ray_address: str | None = None,
               ray_cpus_per_run: float = 1.0, checkpoint_root: str | Path | None = None,
-              tensorboard_root: str | None = None) -> SweepSummary:
+              tensorboard_root: str | None = None, wandb_root: str | None = None
+              ) -> SweepSummary:
     """Run every configuration not yet done in ``store``; each result is recorded as it ends.
 
     Runs go to ``workers`` local processes, or, with ``ray_address``, one Ray task each
@@ -225,8 +226,10 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
     (after its worker died, or in a later sweep); the folder is removed once the result
     is recorded. A run is recorded once: its hash is the database's key. With
     ``tensorboard_root``, each run writes its TensorBoard logs into its own subfolder there
-    (:mod:`.tensorboard`).
+    (:mod:`.tensorboard`); with ``wandb_root``, each run is a W&B run kept there
+    (:mod:`.weights_and_biases`).
     """
+    live = (tensorboard_root, wandb_root)
     statuses = store.statuses()
     pending, skipped_failed = [], 0
     for config in configs:
@@ -239,9 +242,9 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
         pending.append(config)
     if ray_address is not None:
         outcomes = _run_on_ray(pending, data_root, ray_address, ray_cpus_per_run,
-                               checkpoint_root, tensorboard_root)
+                               checkpoint_root, live)
     else:
-        outcomes = _run_locally(pending, data_root, workers, checkpoint_root, tensorboard_root)
+        outcomes = _run_locally(pending, data_root, workers, checkpoint_root, live)
     failed = 0
     with tqdm(total=len(pending), disable=not progress, unit="run", desc="sweep") as bar:
         for config, result, error in outcomes:
@@ -259,8 +262,7 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
                         failed=failed, skipped_failed=skipped_failed)
 
 
-def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_root,
-                 tensorboard_root):
+def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_root, live):
     """Run ``pending`` on a pool of worker processes. A worker that dies (killed, out of
     memory) breaks the pool: the runs it took down are started again on a fresh pool,
     from their checkpoints, up to MAX_WORKER_DEATHS times each."""
@@ -270,8 +272,7 @@ def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_r
         # no more processes than runs: the pool may start all of its workers at once
         with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
             futures = {pool.submit(execute_run, config, data_root,
-                                   _checkpoint_dir(checkpoint_root, config),
-                                   tensorboard_root): config
+                                   _checkpoint_dir(checkpoint_root, config), *live): config
                        for config in pending}
             try:
                 for future in as_completed(futures):
@@ -298,13 +299,13 @@ def _checkpoint_dir(checkpoint_root, config: RunConfig) -> str | None:
 
 
 def _run_on_ray(pending: list[RunConfig], data_root, address: str, cpus_per_run: float,
-                checkpoint_root, tensorboard_root):
+                checkpoint_root, live):
     ray = connect_ray(address)
     try:
         # a task whose worker died is retried (from its checkpoint, on a shared filesystem)
         task = ray.remote(num_cpus=cpus_per_run, max_retries=MAX_WORKER_DEATHS - 1)(execute_run)
         running = {task.remote(config, data_root,
-                               _checkpoint_dir(checkpoint_root, config), tensorboard_root): config
+                               _checkpoint_dir(checkpoint_root, config), *live): config
                    for config in pending}
         while running:
             (ready,), _ = ray.wait(list(running), num_returns=1)
@@ -347,15 +348,16 @@ _BENCHMARKS: dict = {}  # per worker process: each dataset is loaded once
 
 
 def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | None = None,
-                tensorboard_root: str | None = None) -> tuple[dict | None, str | None]:
+                tensorboard_root: str | None = None, wandb_root: str | None = None
+                ) -> tuple[dict | None, str | None]:
     """Run one resolved configuration in a worker process: (result, None) or (None, error).
     With ``checkpoint_dir`` it checkpoints at every task end and resumes from there; with
-    ``tensorboard_root`` it writes its TensorBoard logs under that folder."""
+    ``tensorboard_root`` and ``wandb_root`` it writes live logs there."""
     import torch
 
     from ..core.training import Checkpointing, train
     from ..data.benchmarks import load_benchmark
-    from .tensorboard import TensorBoardLogger
+    from .live_logs import live_logs
 
     torch.set_num_threads(1)  # one core per worker
     try:
@@ -368,8 +370,7 @@ def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | 
                                               validation_fraction=config.validation_fraction)
         checkpointing = None if checkpoint_dir is None else Checkpointing(
             Path(checkpoint_dir), resume=True, warn=lambda message: None)
-        observer = None if tensorboard_root is None else TensorBoardLogger(tensorboard_root,
-                                                                          config)
+        observer = live_logs(config, tensorboard_root, wandb_root)
         result = None
         try:
             result = train(config, _BENCHMARKS[key], progress=False,

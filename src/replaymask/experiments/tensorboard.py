@@ -22,45 +22,37 @@ runs under DIR which of them differ and shows those first.
 
 from __future__ import annotations
 
-import io
 import math
 import struct
 import time
 from pathlib import Path
 
-from ..core.metrics import forgetting
+from ..core.observer import TrainingObserver
 from ..core.results import RunResult
 from ..core.run_config import RunConfig
-from ..core.training import TrainingObserver
-from ..errors import ConfigError, one_line
+from .logged_values import (
+    accuracy_matrix_png,
+    analysis_values,
+    final_metrics,
+    hyperparameters,
+    require,
+    run_label,
+    task_end_values,
+)
 
-INSTALL = "pip install 'replaymask[tensorboard]'"
 SESSION_FOLDER = "hparams"
-SETTINGS = ("class_il", "task_il")
 FLUSH_SECS = 10  # live: TensorBoard sees new points within this many seconds
 
 
 def require_package() -> None:
-    """Raise a one-line :class:`ConfigError` unless the tensorboard package loads."""
-    try:
-        from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: F401
-        from tensorboard.summary.writer import event_file_writer  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"--tensorboard needs the tensorboard package: {INSTALL}") from None
-    except Exception as error:  # e.g. a protobuf it was not built for
-        raise ConfigError(f"--tensorboard: the tensorboard package does not load "
-                          f"({type(error).__name__}: {one_line(str(error))})") from None
+    """Raise a one-line :class:`~replaymask.errors.ConfigError` unless tensorboard loads."""
+    require("--tensorboard", "tensorboard", "tensorboard.summary.writer.event_file_writer",
+            "tensorboard.plugins.hparams.plugin_data_pb2")
 
 
 def run_folder(root: str | Path, config: RunConfig) -> Path:
     """Where a run's event files go under ``root``."""
-    return Path(root) / f"{config.name}_{config.hash[:8]}"
-
-
-def hyperparameters(config: RunConfig) -> dict[str, bool | int | float | str]:
-    """The configuration's scalar values (``result.json``'s ``config``), for the HParams view."""
-    return {name: value for name, value in config.to_dict().items()
-            if isinstance(value, (bool, int, float, str))}
+    return Path(root) / run_label(config)
 
 
 class TensorBoardLogger(TrainingObserver):
@@ -89,20 +81,11 @@ class TensorBoardLogger(TrainingObserver):
 
     def task_end(self, task: int, step: int, accuracy_matrix: dict[str, list[list[float]]]
                  ) -> None:
-        values = {}
-        for setting in SETTINGS:
-            rows = accuracy_matrix[setting]
-            values.update({f"{setting}/task_{j + 1}": value for j, value in enumerate(rows[-1])})
-            values[f"{setting}/average"] = sum(rows[-1]) / len(rows[-1])
-            if (forgot := forgetting(rows)) is not None:
-                values[f"{setting}/forgetting"] = forgot
-        self._scalars(self._curves, step, values)
+        self._scalars(self._curves, step, task_end_values(accuracy_matrix))
         self._curves.flush()
 
     def analysis(self, record: dict) -> None:
-        self._scalars(self._curves, record["step"], {
-            f"analysis/{name}": value for name, value in record.items()
-            if name not in ("task", "step") and value is not None})
+        self._scalars(self._curves, record["step"], analysis_values(record))
 
     def finish(self, result: RunResult | None) -> None:
         """Close the run's logs. With its ``result``: add the accuracy matrices as an image
@@ -137,18 +120,6 @@ class TensorBoardLogger(TrainingObserver):
         self._last_step = max(self._last_step, step)
         writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=[
             Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])))
-
-
-def final_metrics(result: RunResult) -> dict[str, float]:
-    """The HParams view's metrics: Class-IL and Task-IL average accuracy after the last task,
-    and their forgetting (where there was a task to forget)."""
-    metrics = {}
-    for setting in SETTINGS:
-        summary = result.metrics[setting]
-        metrics[setting] = summary["average_accuracy"]
-        if summary["forgetting"] is not None:
-            metrics[f"{setting}_forgetting"] = summary["forgetting"]
-    return metrics
 
 
 def _restart(writer, step: int) -> None:
@@ -198,39 +169,3 @@ def _image(tag: str, png: bytes):
     width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
     return Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
         height=height, width=width, colorspace=4, encoded_image_string=png))])
-
-
-def accuracy_matrix_png(accuracy_matrix: dict[str, list[list[float]]], title: str
-                        ) -> bytes | None:
-    """The Class-IL and Task-IL accuracy matrices side by side, as a PNG; None without
-    matplotlib."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    n_tasks = len(accuracy_matrix["class_il"])
-    side = 1.2 + 0.55 * n_tasks
-    figure = Figure(figsize=(2 * side + 0.6, side + 0.8), dpi=80, layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 2)
-    for ax, setting, label in zip(axes, SETTINGS, ("Class-IL", "Task-IL"), strict=True):
-        grid = [[math.nan] * n_tasks for _ in range(n_tasks)]
-        for i, row in enumerate(accuracy_matrix[setting]):
-            grid[i][:len(row)] = row
-        ax.imshow(grid, vmin=0, vmax=100, cmap="viridis")
-        if n_tasks <= 12:  # numbers in the cells while they stay legible
-            for i, row in enumerate(accuracy_matrix[setting]):
-                for j, value in enumerate(row):
-                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8,
-                            color="white" if value < 60 else "black")
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("task")
-        ax.set_ylabel("after task")
-        ticks = range(n_tasks)
-        ax.set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=8)
-        ax.set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=8)
-    figure.suptitle(title, fontsize=9)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
