@@ -119,7 +119,7 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
     finally:
         torch.set_num_threads(previous_threads)
         if observer is not None:
-            observer.finish(result)  # a run that raised is marked failed
+            observer.finish(result)  # None: the run raised (see each logger)
     if out is not None:
         write_result(out, result)
     return result

@@ -237,6 +237,9 @@ def _main(args: argparse.Namespace) -> int:
 
             print(f"replaymask: TensorBoard logs in {run_folder(args.tensorboard, config)} "
                   f"(view: tensorboard --logdir {args.tensorboard})", file=sys.stderr)
+        if args.wandb is not None:
+            print(f"replaymask: W&B run kept in {args.wandb / 'wandb'} (offline unless "
+                  "WANDB_MODE says otherwise; upload: wandb sync)", file=sys.stderr)
 
     try:
         result = run_config(
