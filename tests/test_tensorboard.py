@@ -283,6 +283,19 @@ def test_a_run_stopped_and_resumed_logs_what_an_uninterrupted_one_does(tiny, tmp
         scalars(read_events(clean / "hparams"), "class_il")
 
 
+def test_the_same_configuration_run_again_replaces_its_logs(tiny, tmp_path):
+    config = resolve(model="er", buffer_size=20)
+    for _ in range(2):
+        logger = TensorBoardLogger(tmp_path, config)
+        logger.finish(train(config, tiny, progress=False, observer=logger))
+    (folder,) = run_folders(tmp_path)
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 2  # one file per run
+    curves, session = read_events(folder), read_events(folder / "hparams")
+    assert [step for step, _ in scalars(curves, "train/loss")] == [6, 12, 18, 24, 30]
+    assert len(curves.Images("accuracy_matrix")) == 1
+    assert len(scalars(session, "class_il")) == 1
+
+
 def test_without_matplotlib_the_image_is_left_out_and_nothing_else(mnist_like_root, tmp_path,
                                                                     monkeypatch):
     uninstall("matplotlib", monkeypatch)
