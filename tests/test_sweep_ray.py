@@ -95,3 +95,20 @@ def test_an_unreachable_ray_address_is_exit_2_and_the_database_untouched(tmp_pat
     assert not db.exists()
     assert cli.main(["sweep", str(sweep_file), "--db", str(db), "--ray-address", "nowhere"]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_ray_runs_write_their_tensorboard_logs_each_into_its_own_folder(ray_cluster, tmp_path,
+                                                                        mnist_like_root):
+    pytest.importorskip("tensorboard")
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text("model: er\nbuffer_size: 10\nseed: [0, 1]\ngms: [false, true]\n")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    tensorboard = tmp_path / "tb"
+    on_ray = sweep([str(sweep_file), "--data-root", str(mnist_like_root), "--db",
+                    str(tmp_path / "ray.db"), "--ray-address", ray_cluster, "--tensorboard",
+                    str(tensorboard)], env)
+    assert on_ray.returncode == 0, on_ray.stderr
+    hashes = {r["config_hash"][:8] for r in ResultsStore(tmp_path / "ray.db").runs()}
+    folders = sorted(tensorboard.iterdir())
+    assert {folder.name.rsplit("_", 1)[1] for folder in folders} == hashes
+    assert all(list((folder / "hparams").glob("events.out.tfevents.*")) for folder in folders)

@@ -23,6 +23,7 @@ from .core.results import RunResult, write_result
 from .core.run_config import RunConfig
 from .data.protocols import BENCHMARKS
 from .errors import ConfigError
+from .experiments.live_logs import live_logs
 from .experiments.store import DEFAULT_DB, ResultsStore
 from .experiments.sweep import Sweep, SweepSummary, expand_grids, read_sweep, run_sweep
 
@@ -34,7 +35,9 @@ def run(model: str | None = None, dataset: str | None = None, *,
         data_root: str | Path | None = None, download: bool = True,
         out: str | Path | None = None, progress: bool = True, threads: int | None = None,
         analysis: bool = False, checkpoint_dir: str | Path | None = None,
-        checkpoint_every: int = 0, resume: bool = False, **settings) -> RunResult:
+        checkpoint_every: int = 0, resume: bool = False,
+        tensorboard: str | Path | None = None, wandb: str | Path | None = None,
+        **settings) -> RunResult:
     """Train one method on one benchmark and return its :class:`RunResult`.
 
     ``settings`` are run settings by name (``buffer_size=200``, ``seed=1``, ``gms=True``,
@@ -52,14 +55,15 @@ def run(model: str | None = None, dataset: str | None = None, *,
     return run_config(config, data_root=data_root, download=download, out=out,
                       progress=progress, threads=threads, analysis=analysis,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                      resume=resume)
+                      resume=resume, tensorboard=tensorboard, wandb=wandb)
 
 
 def run_config(config: RunConfig, *, data_root: str | Path | None = None,
                download: bool = True, out: str | Path | None = None, progress: bool = True,
                threads: int | None = None, analysis: bool = False,
                checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
-               resume: bool = False, log: Callable[[str], None] | None = None,
+               resume: bool = False, tensorboard: str | Path | None = None,
+               wandb: str | Path | None = None, log: Callable[[str], None] | None = None,
                warn: Callable[[str], None] | None = None) -> RunResult:
     """Train a resolved configuration (:func:`replaymask.config.resolve`).
 
@@ -68,8 +72,13 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
     else torch's choice). ``analysis`` records the stability instrumentation
     (``result.analysis``). ``checkpoint_dir`` saves a checkpoint at every task end (and
     every ``checkpoint_every`` steps); ``resume`` continues from the newest sound one.
-    ``log`` receives a line naming the run, its hyper-parameters and data once they are
-    loaded; ``warn`` receives warnings about unreadable checkpoints.
+    ``tensorboard`` names a folder for live TensorBoard logs (the ``tensorboard`` extra):
+    the run writes ``<tensorboard>/<run name>_<hash>/``
+    (:mod:`replaymask.experiments.tensorboard`); ``wandb`` one for Weights & Biases (the
+    ``wandb`` extra; offline unless ``WANDB_MODE`` says otherwise:
+    :mod:`replaymask.experiments.weights_and_biases`). ``log`` receives a line naming the run,
+    its hyper-parameters and data once they are loaded; ``warn`` receives warnings about
+    unreadable checkpoints.
     """
     if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
         raise ConfigError(f"--threads must be an integer >= 1 and <= {MAX_THREADS}, "
@@ -81,6 +90,7 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
         require_writable("--out", out)
     checkpointing = _checkpointing(checkpoint_dir, checkpoint_every, resume, analysis,
                                    warn or (lambda message: None))
+    tensorboard, wandb = log_folders(tensorboard, wandb)
     import torch  # after every check: mistakes fail fast
 
     from .core.training import CheckpointMismatchError, train
@@ -97,15 +107,19 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
             f"minibatch {config.minibatch_size}"
             + "".join(f", {name} {value}" for name, value in config.method_settings.items())
             + f"; data: {benchmark.source}")
+    observer = live_logs(config, tensorboard, wandb)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or default_threads(config) or previous_threads)
+    result = None
     try:
         result = train(config, benchmark, progress=progress, analysis=analysis,
-                       checkpointing=checkpointing)
+                       checkpointing=checkpointing, observer=observer)
     except CheckpointMismatchError as error:
         raise ConfigError(str(error)) from None
     finally:
         torch.set_num_threads(previous_threads)
+        if observer is not None:
+            observer.finish(result)  # None: the run raised (see each logger)
     if out is not None:
         write_result(out, result)
     return result
@@ -127,6 +141,28 @@ def require_writable(flag: str, folder: Path) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {str(folder)!r} cannot be created: {str(existing)!r} "
                           "is not a writable directory")
+
+
+def log_folders(tensorboard: str | Path | None, wandb: str | Path | None
+                ) -> tuple[Path | None, Path | None]:
+    """The folders for live logs (None: no such logs), checked: each one's extra is
+    installed and the folder is (or can be made) a writable directory; else a one-line
+    ConfigError."""
+    from .experiments import tensorboard as tensorboard_logs
+    from .experiments import weights_and_biases as wandb_logs
+
+    checked = []
+    for flag, folder, require_package in (("--tensorboard", tensorboard,
+                                           tensorboard_logs.require_package),
+                                          ("--wandb", wandb, wandb_logs.require_package)):
+        if folder is not None:
+            require_package()
+            folder = Path(folder)
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(f"{flag} {str(folder)!r} exists and is not a directory")
+            require_writable(flag, folder)
+        checked.append(folder)
+    return checked[0], checked[1]
 
 
 def _checkpointing(directory, every: int, resume: bool, analysis: bool,
@@ -165,15 +201,21 @@ def sweep(grids: str | Path | Mapping | list[Mapping], db: str | Path = DEFAULT_
           workers: int = 2, retry_failed: bool = False, data_root: str | Path | None = None,
           progress: bool = True, ray_address: str | None = None,
           ray_cpus_per_run: float = 1.0, checkpoint_dir: str | Path | None = None,
-          checkpoints: bool = True) -> SweepSummary:
+          checkpoints: bool = True, tensorboard: str | Path | None = None,
+          wandb: str | Path | None = None) -> SweepSummary:
     """Run every run of ``grids`` (see :func:`plan_sweep`) not yet done in the results
     database ``db``, on ``workers`` local processes or a Ray cluster; resumable.
 
     Each run checkpoints at every task end into ``checkpoint_dir`` (default:
     ``DB.checkpoints/`` beside the database), so that a run whose worker died continues
-    where it was; ``checkpoints=False`` restarts such runs instead.
+    where it was; ``checkpoints=False`` restarts such runs instead. With ``tensorboard``
+    (a folder), every run writes its live TensorBoard logs into its own subfolder there
+    (on Ray: a folder every node can write to), so that TensorBoard's HParams view lists
+    the runs side by side; with ``wandb``, every run is a W&B run kept there (offline unless
+    ``WANDB_MODE`` says otherwise).
     """
     planned = plan_sweep(grids)
+    tensorboard, wandb = log_folders(tensorboard, wandb)
     db = Path(db)
     checkpoint_root = None
     if checkpoints:
@@ -184,7 +226,9 @@ def sweep(grids: str | Path | Mapping | list[Mapping], db: str | Path = DEFAULT_
         return run_sweep(planned.configs, store, workers=workers, retry_failed=retry_failed,
                          data_root=str(data_root) if data_root is not None else None,
                          progress=progress, ray_address=ray_address,
-                         ray_cpus_per_run=ray_cpus_per_run, checkpoint_root=checkpoint_root)
+                         ray_cpus_per_run=ray_cpus_per_run, checkpoint_root=checkpoint_root,
+                         tensorboard_root=str(tensorboard) if tensorboard is not None else None,
+                         wandb_root=str(wandb) if wandb is not None else None)
     finally:
         store.close()
 

@@ -22,6 +22,11 @@ from .experiments.store import DEFAULT_DB
 
 DEMO_ARGS = ["--model", "derpp", "--dataset", "seq-mnist", "--buffer-size", "200", "--gms"]
 EXIT_USAGE, EXIT_DIVERGED, EXIT_IO = 2, 3, 4
+TENSORBOARD_HELP = ("live logs for TensorBoard (the tensorboard extra) in DIR/<run name>_<hash>/: "
+                    "the loss, Class-IL and Task-IL after each task, the accuracy matrix, the "
+                    "run's settings as hyper-parameters (and --analysis's records)")
+WANDB_HELP = ("the same logs for Weights & Biases (the wandb extra), kept in DIR/wandb/ "
+              "(offline unless WANDB_MODE says otherwise; upload later with wandb sync)")
 COMMANDS = ("run", "sweep", "runs", "report", "analyze", "methods")
 # The help groups of the core settings; a method's own settings form one more group.
 GROUPS = {
@@ -100,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                "choice); use 1 when running several runs side by side")
     _flag(data, "--out", type=Path, help="output folder (default: runs/<run name>)")
     _flag(data, "--no-progress", action="store_true", help="hide the progress bar")
+    _flag(data, "--tensorboard", type=Path, metavar="DIR", help=TENSORBOARD_HELP)
+    _flag(data, "--wandb", type=Path, metavar="DIR", help=WANDB_HELP)
     saving = run.add_argument_group("checkpoints")
     _flag(saving, "--checkpoint-dir", type=Path, metavar="DIR",
           help="save a checkpoint at the end of every task (and see --checkpoint-every)")
@@ -131,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
           help="per-run checkpoints (at every task end), so that a run whose worker died "
                "resumes where it was (default: DB.checkpoints/ next to the database)")
     _flag(sweep, "--no-checkpoints", action="store_true", help="runs restart from scratch")
+    _flag(sweep, "--tensorboard", type=Path, metavar="DIR",
+          help=TENSORBOARD_HELP + "; each run of the sweep in its own subfolder, so that "
+               "TensorBoard's HParams view lists them side by side")
+    _flag(sweep, "--wandb", type=Path, metavar="DIR", help=WANDB_HELP + "; one W&B run each")
 
     runs = commands.add_parser("runs", help="list the runs in the results database")
     _flag(runs, "--db", type=Path, default=Path(DEFAULT_DB))
@@ -221,13 +232,22 @@ def _main(args: argparse.Namespace) -> int:
         for name, why in config.provenance.ignored:
             _warn(f"{all_settings()[name].flag} ignored: {why}")
         print(f"replaymask: {line}", file=sys.stderr)
+        if args.tensorboard is not None:
+            from .experiments.tensorboard import run_folder
+
+            print(f"replaymask: TensorBoard logs in {run_folder(args.tensorboard, config)} "
+                  f"(view: tensorboard --logdir {args.tensorboard})", file=sys.stderr)
+        if args.wandb is not None:
+            print(f"replaymask: W&B run kept in {args.wandb / 'wandb'} (offline unless "
+                  "WANDB_MODE says otherwise; upload: wandb sync)", file=sys.stderr)
 
     try:
         result = run_config(
             config, data_root=args.data_root, download=not args.no_download, out=out_dir,
             progress=not args.no_progress, threads=args.threads, analysis=args.analysis,
             checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-            resume=args.resume, log=announce, warn=_warn)
+            resume=args.resume, tensorboard=args.tensorboard, wandb=args.wandb, log=announce,
+            warn=_warn)
     except DataError as error:
         raise ConfigError(str(error)) from None
     except OSError as error:  # e.g. a full disk while writing a checkpoint
@@ -264,6 +284,10 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError(str(error)) from None
     if not (math.isfinite(args.ray_cpus_per_run) and args.ray_cpus_per_run > 0):
         raise ConfigError(f"--ray-cpus-per-run must be > 0, got {args.ray_cpus_per_run}")
+    if args.tensorboard is not None or args.wandb is not None:
+        from .api import log_folders
+
+        log_folders(args.tensorboard, args.wandb)
     if args.ray_address is not None:  # before the database is touched
         try:
             sweeps.connect_ray(args.ray_address)
@@ -285,14 +309,22 @@ def _sweep(args: argparse.Namespace) -> int:
                                    data_root=str(args.data_root) if args.data_root else None,
                                    progress=not args.no_progress, ray_address=args.ray_address,
                                    ray_cpus_per_run=args.ray_cpus_per_run,
-                                   checkpoint_root=checkpoint_root)
+                                   checkpoint_root=checkpoint_root,
+                                   tensorboard_root=_text(args.tensorboard),
+                                   wandb_root=_text(args.wandb))
     except sweeps.SweepError as error:
         raise ConfigError(str(error)) from None
     print(f"sweep: {summary.total} runs: {summary.already_done} already done, "
           f"{summary.ran} run now ({summary.failed} failed), "
           f"{summary.skipped_failed} failed earlier and skipped (--retry-failed re-runs them); "
-          f"results in {args.db}")
+          f"results in {args.db}"
+          + (f"; TensorBoard logs in {args.tensorboard}" if args.tensorboard is not None else "")
+          + (f"; W&B runs in {args.wandb}" if args.wandb is not None else ""))
     return 1 if summary.failed else 0
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _runs(args: argparse.Namespace) -> int:

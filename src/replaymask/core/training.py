@@ -21,6 +21,7 @@ from .checkpoint import load_newest_checkpoint, save_checkpoint
 from .evaluation import evaluate, task_confusion
 from .methods import method_class
 from .metrics import summarize
+from .observer import TrainingObserver
 from .results import DivergenceError, RunResult
 from .run_config import RunConfig
 
@@ -50,14 +51,17 @@ class CheckpointMismatchError(RuntimeError):
 
 
 def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
-          analysis: bool = False, checkpointing: Checkpointing | None = None) -> RunResult:
+          analysis: bool = False, checkpointing: Checkpointing | None = None,
+          observer: TrainingObserver | None = None) -> RunResult:
     """Run ``config`` (resolved by :func:`replaymask.config.resolve`) on ``benchmark`` and
     return its results.
 
     ``analysis`` adds the stability instrumentation of :mod:`replaymask.core.analysis`
     (measured on probe batches; the training itself is unchanged). ``checkpointing``
     saves everything needed to continue exactly: a resumed run ends with the same
-    accuracy matrices as an uninterrupted one.
+    accuracy matrices as an uninterrupted one. ``observer`` (a
+    :class:`TrainingObserver`) is told the loss, each task's accuracies and the analysis
+    records as they come.
     """
     if config.n_tasks not in (None, benchmark.n_tasks):
         raise ValueError(f"the configuration has {config.n_tasks} tasks, the benchmark "
@@ -113,6 +117,8 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         save_checkpoint(checkpointing.directory, sequence, _snapshot(
             config, net, method, run_state, order_state, augmentation, sequence))
 
+    if observer is not None:
+        observer.begin(run_state["steps_done"])
     steps_per_task = [
         _steps(benchmark, config, task, method.trains_on_all_seen_tasks) for task in tasks
     ]
@@ -155,7 +161,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
 
             with precision():
                 _run_epoch(method, images, labels, config.batch_size, bar, task, probe,
-                           first_batch, after_step, run_state)
+                           first_batch, after_step, run_state, observer)
         with precision():
             method.end_task(task, images, labels)
         seen = list(range(task + 1))
@@ -163,6 +169,9 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         matrix["class_il"][task:] = [class_il]
         matrix["task_il"][task:] = [task_il]
         run_state["task_times"][task:] = [time.perf_counter() - task_start]
+        if observer is not None:
+            observer.task_end(task, run_state["steps_done"],
+                              {key: [list(row) for row in rows] for key, rows in matrix.items()})
         if checkpointing is not None:
             save(task + 1, 0, 0)
         bar.set_postfix_str(f"task {task + 1} class-il {sum(class_il) / len(class_il):.1f}%")
@@ -257,7 +266,7 @@ def _steps(benchmark, config, task, cumulative) -> int:
 
 
 def _run_epoch(method, images, labels, batch_size, bar, task, probe, first_batch,
-               after_step, run_state) -> None:
+               after_step, run_state, observer) -> None:
     """One pass over the stream from batch ``first_batch`` on (a resumed epoch skips the
     batches it had done); ``after_step(next_batch)`` follows every step."""
     # Losses stay on the device and are read back every CHECK_EVERY steps only.
@@ -274,6 +283,10 @@ def _run_epoch(method, images, labels, batch_size, bar, task, probe, first_batch
                     "try a smaller --lr")
             bar.update(len(losses))
             losses.clear()
+            if observer is not None:
+                observer.loss(run_state["steps_done"] + 1, task, mean_loss)
             if probe is not None:
                 probe.record(run_state["steps_done"] + 1)
+                if observer is not None:
+                    observer.analysis(dict(probe.records[-1]))
         after_step(step)

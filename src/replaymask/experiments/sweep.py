@@ -214,7 +214,8 @@ class SweepSummary:
 def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
               retry_failed: bool = False, data_root: str | None = None,
               progress: bool = True, ray_address: str | None = None,
-              ray_cpus_per_run: float = 1.0, checkpoint_root: str | Path | None = None
+              ray_cpus_per_run: float = 1.0, checkpoint_root: str | Path | None = None,
+              tensorboard_root: str | None = None, wandb_root: str | None = None
               ) -> SweepSummary:
     """Run every configuration not yet done in ``store``; each result is recorded as it ends.
 
@@ -223,8 +224,12 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
     ``checkpoint_root``, each run checkpoints at every task end into
     ``checkpoint_root/<config hash>/`` and resumes from there when it is started again
     (after its worker died, or in a later sweep); the folder is removed once the result
-    is recorded. A run is recorded once: its hash is the database's key.
+    is recorded. A run is recorded once: its hash is the database's key. With
+    ``tensorboard_root``, each run writes its TensorBoard logs into its own subfolder there
+    (:mod:`.tensorboard`); with ``wandb_root``, each run is a W&B run kept there
+    (:mod:`.weights_and_biases`).
     """
+    live = (tensorboard_root, wandb_root)
     statuses = store.statuses()
     pending, skipped_failed = [], 0
     for config in configs:
@@ -237,9 +242,9 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
         pending.append(config)
     if ray_address is not None:
         outcomes = _run_on_ray(pending, data_root, ray_address, ray_cpus_per_run,
-                               checkpoint_root)
+                               checkpoint_root, live)
     else:
-        outcomes = _run_locally(pending, data_root, workers, checkpoint_root)
+        outcomes = _run_locally(pending, data_root, workers, checkpoint_root, live)
     failed = 0
     with tqdm(total=len(pending), disable=not progress, unit="run", desc="sweep") as bar:
         for config, result, error in outcomes:
@@ -257,7 +262,7 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
                         failed=failed, skipped_failed=skipped_failed)
 
 
-def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_root):
+def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_root, live):
     """Run ``pending`` on a pool of worker processes. A worker that dies (killed, out of
     memory) breaks the pool: the runs it took down are started again on a fresh pool,
     from their checkpoints, up to MAX_WORKER_DEATHS times each."""
@@ -267,7 +272,7 @@ def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_r
         # no more processes than runs: the pool may start all of its workers at once
         with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
             futures = {pool.submit(execute_run, config, data_root,
-                                   _checkpoint_dir(checkpoint_root, config)): config
+                                   _checkpoint_dir(checkpoint_root, config), *live): config
                        for config in pending}
             try:
                 for future in as_completed(futures):
@@ -294,13 +299,13 @@ def _checkpoint_dir(checkpoint_root, config: RunConfig) -> str | None:
 
 
 def _run_on_ray(pending: list[RunConfig], data_root, address: str, cpus_per_run: float,
-                checkpoint_root):
+                checkpoint_root, live):
     ray = connect_ray(address)
     try:
         # a task whose worker died is retried (from its checkpoint, on a shared filesystem)
         task = ray.remote(num_cpus=cpus_per_run, max_retries=MAX_WORKER_DEATHS - 1)(execute_run)
         running = {task.remote(config, data_root,
-                               _checkpoint_dir(checkpoint_root, config)): config
+                               _checkpoint_dir(checkpoint_root, config), *live): config
                    for config in pending}
         while running:
             (ready,), _ = ray.wait(list(running), num_returns=1)
@@ -342,14 +347,17 @@ def connect_ray(address: str):
 _BENCHMARKS: dict = {}  # per worker process: each dataset is loaded once
 
 
-def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | None = None
+def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | None = None,
+                tensorboard_root: str | None = None, wandb_root: str | None = None
                 ) -> tuple[dict | None, str | None]:
     """Run one resolved configuration in a worker process: (result, None) or (None, error).
-    With ``checkpoint_dir`` it checkpoints at every task end and resumes from there."""
+    With ``checkpoint_dir`` it checkpoints at every task end and resumes from there; with
+    ``tensorboard_root`` and ``wandb_root`` it writes live logs there."""
     import torch
 
     from ..core.training import Checkpointing, train
     from ..data.benchmarks import load_benchmark
+    from .live_logs import live_logs
 
     torch.set_num_threads(1)  # one core per worker
     try:
@@ -362,7 +370,14 @@ def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | 
                                               validation_fraction=config.validation_fraction)
         checkpointing = None if checkpoint_dir is None else Checkpointing(
             Path(checkpoint_dir), resume=True, warn=lambda message: None)
-        result = train(config, _BENCHMARKS[key], progress=False, checkpointing=checkpointing)
+        observer = live_logs(config, tensorboard_root, wandb_root)
+        result = None
+        try:
+            result = train(config, _BENCHMARKS[key], progress=False,
+                           checkpointing=checkpointing, observer=observer)
+        finally:
+            if observer is not None:
+                observer.finish(result)
         return result.to_dict(), None
     except Exception as error:  # recorded in the database, re-run with --retry-failed
         where = traceback.extract_tb(error.__traceback__)[-1]
