@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 
 import pytest
 
@@ -54,8 +55,24 @@ def run_files(folder) -> list:
     return sorted(folder.glob("wandb/offline-run-*/run-*.wandb"))
 
 
-def logged_run(run_file) -> dict:
-    """An offline run's name, config, history (step -> values), summary and exit code."""
+def logged_run(run_file, wait_s: float = 60.0) -> dict:
+    """An offline run's name, config, history (step -> values), summary and exit code.
+
+    W&B's own process may still be appending the last records (the exit record comes
+    last) after ``finish`` has returned, so on a busy machine the file is read again
+    until the exit record is there, for up to ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            run = _read_run(run_file)
+        except Exception:  # a record still being written: read again
+            run = None
+        if (run is not None and run["exit_code"] is not None) or time.monotonic() > deadline:
+            return run if run is not None else _read_run(run_file)
+        time.sleep(0.1)
+
+
+def _read_run(run_file) -> dict:
     run = {"config": {}, "history": {}, "summary": {}, "exit_code": None, "name": None}
     for record in wandb_records(run_file):
         kind = record.WhichOneof("record_type")
