@@ -4,17 +4,20 @@ only the benchmark knows)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
+import avalanche.benchmarks.classic
 import pytest
 import torch
 import torch.nn.functional as F
 from avalanche.benchmarks import benchmark_from_datasets, dataset_benchmark, nc_benchmark
 from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.training import supervised as strategies
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin, SupervisedPlugin
-from avalanche.training.supervised import DER, ER_ACE, ER_AML, Naive
 from torch.utils.data import Dataset
 
 from replaymask.core.backbones import MLP
@@ -87,8 +90,8 @@ class Recorder(SupervisedPlugin):
                                                                 strategy.mb_y)))
 
 
-def train(benchmark, criterion, replay: int | None = 20, strategy=Naive, experiences=None,
-          **options) -> Recorder:
+def train(benchmark, criterion, replay: int | None = 20, strategy=strategies.Naive,
+          experiences=None, **options) -> Recorder:
     torch.manual_seed(0)
     recorder = Recorder()
     plugins = [recorder] + ([ReplayPlugin(mem_size=replay)] if replay else [])
@@ -248,9 +251,37 @@ def test_naive_with_replay_trains_end_to_end_and_evaluates_with_plain_cross_entr
 
 
 @pytest.mark.parametrize("strategy, options", [
-    (DER, {"mem_size": 20, "batch_size_mem": 10}),
-    (ER_ACE, {"mem_size": 20, "batch_size_mem": 10}),
-    (ER_AML, {"mem_size": 20, "batch_size_mem": 10, "feature_extractor": None}),
+    (strategies.Replay, {"mem_size": 20}), (strategies.Cumulative, {}),
+    (strategies.GDumb, {"mem_size": 20}),
+    (strategies.EWC, {"ewc_lambda": 1.0}), (strategies.GEM, {"patterns_per_exp": 10}),
+    (strategies.AGEM, {"patterns_per_exp": 10, "sample_size": 10}),
+])
+def test_strategies_that_call_their_criterion_train_with_gms(benchmark, strategy, options):
+    criterion = GMSCriterion()
+    recorder = train(benchmark, criterion, replay=None, strategy=strategy, **options)
+    assert criterion.class_layout == [sorted(classes) for classes in TASKS]
+    stream_rows = 0
+    for step in recorder.steps:
+        stream = torch.tensor([y in TASKS[step.experience] for y in step.targets.tolist()],
+                              dtype=torch.bool)
+        stream_rows += int(stream.sum())
+        others = ~own_task_mask(step.targets[stream]) if stream.any() else None
+        assert others is None or (step.grad[stream][others] == 0).all()
+    assert stream_rows > 0
+
+
+def test_joint_training_is_refused_in_one_line(benchmark):
+    with pytest.raises(ValueError, match=r"^GMSCriterion: JointTraining trains on every "
+                                         r"experience at once") as error:
+        train(benchmark, GMSCriterion(), replay=None, strategy=strategies.JointTraining,
+              experiences=[benchmark.train_stream])
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("strategy, options", [
+    (strategies.DER, {"mem_size": 20, "batch_size_mem": 10}),
+    (strategies.ER_ACE, {"mem_size": 20, "batch_size_mem": 10}),
+    (strategies.ER_AML, {"mem_size": 20, "batch_size_mem": 10, "feature_extractor": None}),
 ])
 def test_a_strategy_that_ignores_its_criterion_is_refused_before_training(benchmark, strategy,
                                                                           options):
@@ -263,7 +294,7 @@ def test_a_strategy_that_ignores_its_criterion_is_refused_before_training(benchm
                               "without its criterion") and "\n" not in message
 
 
-class PlainLossNaive(Naive):
+class PlainLossNaive(strategies.Naive):
     """A strategy whose training loss does not go through its criterion."""
 
     def criterion(self):
@@ -331,3 +362,20 @@ def test_without_a_working_avalanche_the_import_fails_in_one_line(action, last_l
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1] == last_line
+
+
+def test_the_docs_example_runs_as_written(data, monkeypatch, capsys):
+    """docs/avalanche.md's example, on the small benchmark in place of SplitMNIST (which
+    downloads MNIST), split as the example asks."""
+    def small_split_mnist(n_experiences, fixed_class_order):
+        return nc_benchmark(*data, n_experiences=n_experiences, task_labels=False,
+                            fixed_class_order=fixed_class_order)
+
+    monkeypatch.setattr(avalanche.benchmarks.classic, "SplitMNIST", small_split_mnist)
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "avalanche.md").read_text()
+    [example] = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
+    namespace = {}
+    exec(compile(example, "docs/avalanche.md", "exec"), namespace)
+    assert namespace["strategy"]._criterion.class_layout == [[0, 1], [2, 3], [4, 5], [6, 7],
+                                                             [8, 9]]
+    assert "[[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]" in capsys.readouterr().out

@@ -30,7 +30,7 @@ from replaymask.errors import ConfigError, describe
 
 try:
     from avalanche.training.plugins import SupervisedPlugin
-    from avalanche.training.supervised import DER, ER_ACE, ER_AML
+    from avalanche.training.supervised import DER, ER_ACE, ER_AML, JointTraining
 except ModuleNotFoundError as missing:
     if (missing.name or "").partition(".")[0] != "avalanche":
         raise
@@ -67,7 +67,8 @@ class GMSCriterion(SupervisedPlugin):
     Strategies that compute their training loss without calling the criterion (in
     avalanche-lib 0.6: ``ER_ACE``, ``ER_AML`` and ``DER`` once their buffer is filled)
     raise :class:`StrategyIgnoresCriterion` when training starts; any other strategy that
-    does so raises it at the first such step, before its backward pass.
+    does so raises it at the first such step, before its backward pass. ``JointTraining``
+    (every experience at once) is refused with a ``ValueError``.
 
     Args:
         mask_value: the value of the masked logits: ``-inf`` (hard masking, the default),
@@ -118,6 +119,10 @@ class GMSCriterion(SupervisedPlugin):
                 f"GMSCriterion: {type(strategy).__name__} computes its replay loss without its "
                 "criterion, so it would train without GMS; use a strategy that calls it, such "
                 "as Naive with ReplayPlugin")
+        if isinstance(strategy, JointTraining):
+            raise ValueError(
+                "GMSCriterion: JointTraining trains on every experience at once, and GMS masks "
+                "each row to the experience being trained; use CrossEntropyLoss for it")
 
     def before_training_exp(self, strategy, *args, **kwargs):
         experience = strategy.experience
