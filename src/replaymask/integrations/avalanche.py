@@ -6,7 +6,7 @@ the strategy trains on.
     from avalanche.training.supervised import Naive
     from replaymask.integrations.avalanche import GMSCriterion
 
-    strategy = Naive(model, optimizer, criterion=GMSCriterion(),
+    strategy = Naive(model=model, optimizer=optimizer, criterion=GMSCriterion(),
                      plugins=[ReplayPlugin(mem_size=200)], train_mb_size=10)
     for experience in benchmark.train_stream:
         strategy.train(experience)
@@ -14,7 +14,9 @@ the strategy trains on.
 A training minibatch may mix the current experience's samples with replayed ones (Avalanche's
 ReplayPlugin concatenates a buffer minibatch to each stream minibatch). A row is a stream row
 when its class belongs to the experience being trained: in a class-incremental stream the
-buffer only holds earlier experiences' classes, so the class tells the two apart exactly.
+buffer only holds earlier experiences' classes, so the class tells the two apart exactly. (A
+buffer updated within an experience, as in online streams, may hold samples of the current
+classes; those count as stream rows.)
 """
 
 from __future__ import annotations
