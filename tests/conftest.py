@@ -12,6 +12,13 @@ import torch
 
 from replaymask.data.benchmarks import Benchmark
 
+from .torchvision_ops import declare_torchvision_ops_if_they_cannot_load
+
+# avalanche-lib imports torchvision, whose only PyPI wheel for torch 2.13 is a CUDA build
+# that cannot load its operators beside the CPU torch: declare the two it needs, before
+# any test imports it (a matching torch/torchvision pair is left alone).
+declare_torchvision_ops_if_they_cannot_load()
+
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
     """Write ``array`` (uint8) as an IDX file, the format of the MNIST distribution."""
