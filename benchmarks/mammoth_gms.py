@@ -19,7 +19,8 @@ replaymask is run with replay 10 too), for each seed, one process at a time:
 * ``replaymask run`` without and with ``--gms``.
 
 Each run's command line, final Class-IL / Task-IL and per-task accuracies are written to
-``--out`` after every run; a run already there with the same command is not repeated.
+``--out`` after every run, with the versions and date of the invocation that ran it; a
+run already there with the same command is not repeated.
 """
 
 from __future__ import annotations
@@ -189,8 +190,13 @@ def main() -> int:
         sys.exit(f"mammoth_gms: {args.mammoth} has no main.py: pass a Mammoth checkout")
     args.mammoth, args.data = args.mammoth.resolve(), args.data.resolve()
     write_idx_data(args.data)
-    args.versions = versions(args)
-    done = json.loads(args.out.read_text())["runs"] if args.out.is_file() else []
+    earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    done = earlier.get("runs", [])
+    # each invocation's versions; a run's "invocation" is its index here
+    args.invocations = earlier.get("invocations", [earlier["versions"]] if earlier else [])
+    for run in done:
+        run.setdefault("invocation", 0)  # written before runs named their invocation
+    args.invocations.append(versions(args))
     known = {json.dumps(run["command"]): run for run in done}
     runs = []
     with CopiedModelFiles(args.mammoth), tempfile.TemporaryDirectory() as scratch_dir:
@@ -202,6 +208,7 @@ def main() -> int:
                     record = known.get(json.dumps(planned(args, tool, arguments, seed, scratch)))
                     if record is None:
                         record = {"model": model, "seed": seed, "variant": name,
+                                  "invocation": len(args.invocations) - 1,
                                   **run(args, arguments, seed, scratch)}
                     runs.append(record)
                     print(f"{model:6s} seed {seed}  {name:30s} Class-IL {record['class_il']:6.2f}"
@@ -229,7 +236,7 @@ def write(args, runs: list[dict], done: list[dict]) -> None:
     commands = {json.dumps(run["command"]) for run in runs}
     kept = [run for run in done if json.dumps(run["command"]) not in commands]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"versions": args.versions, "summary": summarize(
+    args.out.write_text(json.dumps({"invocations": args.invocations, "summary": summarize(
         kept + runs, quiet=True), "runs": kept + runs}, indent=1) + "\n")
 
 
