@@ -185,7 +185,12 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "vs_mammoth",
                         help="where the IDX files go (Mammoth's --base_path)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "mammoth_gms.json")
+    parser.add_argument("--table", action="store_true",
+                        help="print --out's runs as a markdown table and exit (runs nothing)")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(summarize(json.loads(args.out.read_text())["runs"], quiet=True)))
+        return 0
     if not (args.mammoth / "main.py").is_file():
         sys.exit(f"mammoth_gms: {args.mammoth} has no main.py: pass a Mammoth checkout")
     args.mammoth, args.data = args.mammoth.resolve(), args.data.resolve()
@@ -215,7 +220,7 @@ def main() -> int:
                           f"  Task-IL {record['task_il']:6.2f}", flush=True)
                     write(args, runs, done)
     write(args, runs, done)
-    summarize(runs)
+    print(markdown_table(summarize(runs)))
     print(f"wrote {args.out}")
     return 0
 
@@ -270,6 +275,20 @@ def summarize(runs: list[dict], quiet: bool = False) -> list[dict]:
                   f"{row['task_il_std']:4.2f}" + ("" if same is None else f"  same as "
                                                   f"Mammoth's own: {same}"))
     return rows
+
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Mean +- standard deviation over seeds, one row per variant."""
+    lines = ["| model | run | seeds | Class-IL | Task-IL |", "|---|---|---|---|---|"]
+    for row in rows:
+        same = row.get("equals_mammoth_own_model")
+        note = "" if same is None else (" (= Mammoth's own, seed by seed)" if same
+                                        else " (differs from Mammoth's own!)")
+        lines.append(f"| {row['model']} | `{row['variant']}`{note} | {len(row['seeds'])} | "
+                     f"{row['class_il_mean']:.2f} ± {row['class_il_std']:.2f} | "
+                     f"{row['task_il_mean']:.2f} ± {row['task_il_std']:.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,6 @@ def add_gms_args(parser):
 def _switch_type(option: str):
     def switch(value) -> bool:
         return parse_switch(value, option)
-    switch.__name__ = "binary_to_boolean_type"  # how Mammoth's docs name a 0|1 option's type
     return switch
 
 
