@@ -177,6 +177,6 @@ class RunConfig:
         if self.validation_fraction:
             parts.append(f"val{self.validation_fraction:g}")
         if self.gms:
-            mask = self.to_dict()["gms_mask_value"]
+            mask = described["gms_mask_value"]
             parts.append(f"gms{mask}" + ("-onbuf" if self.gms_on_buffer else ""))
         return "_".join(str(part) for part in parts)
