@@ -59,18 +59,14 @@ TABLES = {"der-table": der_table, "gms-table": gms_table, "sgd-gms-table": sgd_g
 
 
 def run_one(settings: dict) -> dict:
-    import torch
-
     from replaymask.config import resolve
     from replaymask.core.results import DivergenceError
-    from replaymask.core.training import train
-    from replaymask.data.benchmarks import load_benchmark
+    from replaymask.experiments.execution import RunOptions, execute
 
-    torch.set_num_threads(1)  # one core per worker process
     config = resolve(settings)
-    benchmark = load_benchmark(config.dataset, download=False)
-    try:
-        result = train(config, benchmark, progress=False)
+    try:  # one core per worker process
+        result = execute(config, options=RunOptions(download=False, progress=False,
+                                                    threads=1))
     except DivergenceError as error:  # an outcome to report, not a crash of the table
         return {"settings": settings, "config": config.to_dict(), "diverged": str(error)}
     return {"settings": settings, **result.to_dict()}

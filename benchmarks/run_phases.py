@@ -29,7 +29,7 @@ import torch
 stamps["import torch"] = time.time()
 import gc
 from replaymask import cli
-from replaymask.api import default_threads
+from replaymask.experiments.execution import default_threads
 from replaymask.config import resolve
 from replaymask.core import training
 from replaymask.core.results import write_result

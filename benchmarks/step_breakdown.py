@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from replaymask.config import resolve
-from replaymask.core.backbones import backbone_for
 from replaymask.core.methods import method_class
+from replaymask.core.networks import default_network
 from replaymask.core.training import seed_everything
 from replaymask.data.benchmarks import load_benchmark
 
@@ -53,7 +53,7 @@ PARTS = ("prepare", "sample", "forward", "update", "remember")
 def build(settings, benchmark):
     config = resolve({"dataset": "seq-mnist", "buffer_size": 200, **settings}, origin="Python")
     seed_everything(config.seed)
-    net = backbone_for(benchmark)
+    net = default_network(benchmark)
     method = method_class(config.model)(net, benchmark.train_transform(), benchmark.class_to_task,
                                         config)
     return config, net, method
@@ -67,7 +67,7 @@ def one_pass(method, benchmark, seed: int, between_steps=None) -> tuple[float, i
         method.begin_task(task)
         indices = benchmark.task_indices("train", task)
         indices = indices[torch.randperm(len(indices), generator=order)]
-        images, labels = benchmark.train_images[indices], benchmark.train_labels[indices]
+        images, labels = benchmark.train_inputs[indices], benchmark.train_labels[indices]
         for image_batch, label_batch in zip(images.split(10), labels.split(10), strict=True):
             start = time.perf_counter()
             method.observe(image_batch, label_batch)
@@ -114,7 +114,7 @@ def floor_step(settings, benchmark, log, repeats: int) -> float:
         for layer in layers[:-1]:
             x = torch.relu(F.linear(x.flatten(1), layer.weight, layer.bias))
         return F.linear(x, layers[-1].weight, layers[-1].bias)
-    pool = torch.rand(4096, *benchmark.train_images.shape[1:])
+    pool = torch.rand(4096, *benchmark.train_inputs.shape[1:])
     targets = torch.randint(0, benchmark.num_classes, (4096,))
     times = []
     for _ in range(repeats):

@@ -44,14 +44,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from replaymask.config import resolve
-from replaymask.core.backbones import backbone_for
 from replaymask.core.methods import method_class
+from replaymask.core.networks import default_network
 from replaymask.core.run_config import RunConfig
 from replaymask.data.benchmarks import Benchmark
 from replaymask.data.protocols import BENCHMARKS
 
-SPEC = BENCHMARKS["seq-cifar10"]
-MEAN, STD = SPEC.mean, SPEC.std
+PROTOCOL = BENCHMARKS["seq-cifar10"].protocol
+MEAN, STD = PROTOCOL.mean, PROTOCOL.std
 
 
 def synthetic_cifar(per_class_train=5000, per_class_test=1000, seed=0) -> Benchmark:
@@ -62,11 +62,11 @@ def synthetic_cifar(per_class_train=5000, per_class_test=1000, seed=0) -> Benchm
         return torch.from_numpy(images), torch.from_numpy(labels).long()
     train_images, train_labels = split(per_class_train)
     test_images, test_labels = split(per_class_test)
-    return Benchmark(name="seq-cifar10", n_tasks=5, classes_per_task=2,
-                     train_images=train_images, train_labels=train_labels,
-                     test_images=test_images, test_labels=test_labels,
+    return Benchmark(name="seq-cifar10", task_sizes=(2,) * 5,
+                     train_inputs=train_images, train_labels=train_labels,
+                     test_inputs=test_images, test_labels=test_labels,
                      class_order=tuple(range(10)), source="SYNTHETIC random CIFAR-shaped data",
-                     backbone="resnet18", mean=MEAN, std=STD, crop_padding=4)
+                     protocol=PROTOCOL)
 
 
 class PeakMemory:
@@ -130,7 +130,7 @@ def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int,
     config = resolve(model=model, dataset="seq-cifar10", buffer_size=500, device=str(device))
     torch.manual_seed(0)
     data = benchmark.to(device)
-    net = backbone_for(data).to(device)
+    net = default_network(data).to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     transform = data.train_transform(torch.Generator(device=device).manual_seed(2),
@@ -141,14 +141,14 @@ def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int,
     first = data.task_indices("train", 0)[:2000]
     with precision:
         method.begin_task(0)
-        method.buffer.add(data.train_images[first], data.train_labels[first],
+        method.buffer.add(data.train_inputs[first], data.train_labels[first],
                           data.train_labels[first] // 2,
                           logits=torch.zeros(len(first), 10, device=device))
-        method.end_task(0, data.train_images[first], data.train_labels[first])
+        method.end_task(0, data.train_inputs[first], data.train_labels[first])
     method.begin_task(1)
     index = data.task_indices("train", 1)
     order = index[torch.randperm(len(index), device=device)]
-    images, labels = data.train_images[order], data.train_labels[order]
+    images, labels = data.train_inputs[order], data.train_labels[order]
 
     def run(first_step, count):
         total = torch.zeros((), device=device)
@@ -239,10 +239,10 @@ def per_sample(benchmark: Benchmark, device: torch.device, steps: int, warmup: i
                workers: int) -> dict:
     config = derpp_config("cpu")  # fp32, no channels-last: the reference's settings
     torch.manual_seed(0)
-    net = backbone_for(benchmark).to(device)
+    net = default_network(benchmark).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr)
     index = benchmark.task_indices("train", 0)
-    dataset = PerSampleDataset(benchmark.train_images[index].permute(0, 2, 3, 1).numpy(),
+    dataset = PerSampleDataset(benchmark.train_inputs[index].permute(0, 2, 3, 1).numpy(),
                                benchmark.train_labels[index].numpy())
     loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True,
                                          num_workers=workers, drop_last=True,
@@ -288,7 +288,7 @@ def pipeline_only(benchmark: Benchmark, device: torch.device, steps: int, warmup
     data = benchmark.to(device)
     transform = data.train_transform(torch.Generator(device=device).manual_seed(2))
     buffer = ReservoirBuffer(500, device=device, seed=1)
-    images, labels = data.train_images[index], data.train_labels[index]
+    images, labels = data.train_inputs[index], data.train_labels[index]
 
     def ours_step(step):
         start = (step * 32) % (len(labels) - 32)
@@ -299,7 +299,7 @@ def pipeline_only(benchmark: Benchmark, device: torch.device, steps: int, warmup
         buffer.add(batch, batch_labels, batch_labels, logits=logits)
         return outputs
 
-    dataset = PerSampleDataset(benchmark.train_images[index].permute(0, 2, 3, 1).numpy(),
+    dataset = PerSampleDataset(benchmark.train_inputs[index].permute(0, 2, 3, 1).numpy(),
                                benchmark.train_labels[index].numpy())
     loader = iter(torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True,
                                               num_workers=workers, drop_last=True))

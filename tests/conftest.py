@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from replaymask.data.benchmarks import Benchmark
+from replaymask.data.protocols import Protocol
 
 from .torchvision_ops import declare_torchvision_ops_if_they_cannot_load
 
@@ -77,10 +78,10 @@ def tiny_benchmark(per_class_train=30, per_class_test=10, seed=0) -> Benchmark:
     test_labels = np.repeat(np.arange(10), per_class_test)
     rng.shuffle(train_labels)
     return Benchmark(
-        name="tiny", n_tasks=5, classes_per_task=2,
-        train_images=torch.from_numpy(separable_images(train_labels, rng)),
+        name="tiny", task_sizes=(2,) * 5,
+        train_inputs=torch.from_numpy(separable_images(train_labels, rng)),
         train_labels=torch.from_numpy(train_labels).long(),
-        test_images=torch.from_numpy(separable_images(test_labels, rng)),
+        test_inputs=torch.from_numpy(separable_images(test_labels, rng)),
         test_labels=torch.from_numpy(test_labels).long(),
         class_order=tuple(range(10)), source="synthetic",
     )
@@ -104,11 +105,11 @@ def tiny_vision_benchmark(size=8, per_class_train=8, per_class_test=4, seed=0) -
     train_labels = rng.permutation(np.repeat(np.arange(10), per_class_train))
     test_labels = np.repeat(np.arange(10), per_class_test)
     return Benchmark(
-        name="tiny-vision", n_tasks=5, classes_per_task=2,
-        train_images=images(train_labels), train_labels=torch.from_numpy(train_labels).long(),
-        test_images=images(test_labels), test_labels=torch.from_numpy(test_labels).long(),
-        class_order=tuple(range(10)), source="synthetic", backbone="resnet18",
-        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), crop_padding=2,
+        name="tiny-vision", task_sizes=(2,) * 5,
+        train_inputs=images(train_labels), train_labels=torch.from_numpy(train_labels).long(),
+        test_inputs=images(test_labels), test_labels=torch.from_numpy(test_labels).long(),
+        class_order=tuple(range(10)), source="synthetic",
+        protocol=Protocol(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), crop_padding=2),
     )
 
 

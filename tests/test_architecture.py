@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "replaymask"
 # Lowest first: a module may import from its own layer and the layers below, never above.
 LAYERS = [
-    ("foundation", {"replaymask.errors", "replaymask.version"}),
+    ("foundation", {"replaymask.errors", "replaymask.version", "replaymask.plugins"}),
     ("data", {"replaymask.data"}),
     ("core", {"replaymask.core"}),
     ("config", {"replaymask.config"}),
@@ -140,7 +140,7 @@ def database_with_one_run(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["sweep", "--help"],
-                                  ["methods"], ["runs", "--db", "DB"],
+                                  ["methods"], ["benchmarks"], ["runs", "--db", "DB"],
                                   ["report", "--db", "DB", "--no-plots", "--out", "OUT"]])
 def test_commands_that_train_nothing_start_without_torch(argv, database_with_one_run, tmp_path):
     argv = [str(database_with_one_run) if a == "DB" else str(tmp_path / "report") if a == "OUT"

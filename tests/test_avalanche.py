@@ -49,7 +49,7 @@ class Images(Dataset):
 @pytest.fixture(scope="module")
 def data() -> tuple[Images, Images]:
     tiny = tiny_benchmark(per_class_train=20, per_class_test=10)
-    return Images(tiny.train_images, tiny.train_labels), Images(tiny.test_images, tiny.test_labels)
+    return Images(tiny.train_inputs, tiny.train_labels), Images(tiny.test_inputs, tiny.test_labels)
 
 
 @pytest.fixture(scope="module")

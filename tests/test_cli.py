@@ -54,7 +54,7 @@ def test_no_arguments_runs_the_derpp_gms_demo(monkeypatch):
 
 BAD_INPUTS = [
     (["--model", "icarl"], "invalid choice: 'icarl'"),
-    (["--dataset", "seq-imagenet"], "invalid choice: 'seq-imagenet'"),
+    (["--dataset", "seq-imagenet"], "--dataset: unknown benchmark 'seq-imagenet' (known: "),
     (["--buffer-size", "-5"], "--buffer-size must be an integer >= 0"),
     (["--buffer-size", "ten"], "invalid int value"),
     (["--lr", "0"], "--lr must be a finite number > 0"),

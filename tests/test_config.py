@@ -181,4 +181,7 @@ def test_every_value_is_checked_once_against_its_declaration():
 def test_every_core_setting_has_a_flag_and_help():
     run_help = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for setting in core_settings():
-        assert setting.flag in run_help and setting.help
+        assert setting.help
+        if setting.command_line:  # the fingerprints are checked keys of stored configurations
+            flag = "--dataset-option" if setting.name == "dataset_options" else setting.flag
+            assert flag in run_help

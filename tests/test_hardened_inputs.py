@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from replaymask import cli
@@ -47,6 +47,7 @@ from replaymask.experiments.sweep import MAX_RUNS, load_sweep, run_sweep, sweep_
 FAST = settings(deadline=None, database=None, max_examples=40,
                 suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 DATASETS = tuple(BENCHMARKS)
+BENCHMARK_FILTER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@[0-9a-f]{1,64})?")
 METHODS = method_names()
 SWEEP_KEYS = sweep_keys()
 OWN_SETTINGS = method_settings()  # every method's own settings, from the declarations
@@ -351,7 +352,11 @@ FRACTIONS = {"validation_fraction": MAX_VALIDATION_FRACTION}  # from 0 to this
 CHOICES = {"model": METHODS, "dataset": DATASETS, "precision": PRECISIONS}
 BOOLS = ["gms", "gms_on_buffer", "compile", "channels_last"]
 OPTIONAL = {"n_epochs", "batch_size", "minibatch_size", "lr", "class_order_seed",
-            "lr_milestones", "precision", "channels_last", "n_tasks"}
+            "lr_milestones", "precision", "channels_last", "n_tasks", "validation_fraction",
+            "backbone", "dataset_options", "benchmark_fingerprint", "backbone_fingerprint"}
+BACKBONES = ("mlp", "resnet18")  # the built-in networks (no module registers more here)
+# a built-in benchmark takes no options and has no fingerprint: only "none given" is valid
+ONLY_NONE = ("dataset_options", "benchmark_fingerprint", "backbone_fingerprint")
 for _name, _setting in OWN_SETTINGS.items():  # the methods' own, as declared
     if _setting.kind == "int":
         INT_RANGES[_name] = (int(_setting.minimum), int(_setting.maximum))
@@ -371,6 +376,10 @@ def setting_ok(key: str, value) -> bool:
     """Whether ``value`` is a valid sweep-file value of ``key`` (the specification)."""
     if value is None:
         return key in OPTIONAL
+    if key in ONLY_NONE:
+        return value == {} if key == "dataset_options" else False
+    if key == "backbone":
+        return isinstance(value, str) and value in BACKBONES
     if key in INT_RANGES:
         low, high = INT_RANGES[key]
         return _is_int(value) and low <= value <= high
@@ -418,6 +427,10 @@ GOOD_SETTINGS = {
     "precision": st.none() | st.sampled_from(PRECISIONS),
     "channels_last": st.none() | st.booleans(),
     "compile": st.booleans(),
+    "backbone": st.none() | st.just("mlp"),  # resnet18 suits the vision benchmarks only
+    "dataset_options": st.none() | st.just({}),
+    "benchmark_fingerprint": st.none(),
+    "backbone_fingerprint": st.none(),
 }
 
 
@@ -764,6 +777,8 @@ def test_runs_filters_with_bad_choices_are_one_line(flag, data):
     choices = {"--status": ("done", "failed"), "--model": METHODS, "--dataset": DATASETS}[flag]
     # `--flag=--` is left out: see test_flag_equals_double_dash_is_refused (a cli.py fix)
     value = data.draw(bad_choices(choices).filter(lambda text: text != "--"))
+    if flag == "--dataset":  # any benchmark's name may be in a database: not a name is bad
+        assume(BENCHMARK_FILTER.fullmatch(value) is None)
     with tempfile.TemporaryDirectory() as tmp:
         assert_one_clear_error(*call(["runs", "--db", tmp + "/r.db", f"{flag}={value}"]),
                                mentions=flag)
@@ -830,7 +845,7 @@ def test_a_sweep_starts_no_more_workers_than_runs(monkeypatch):
     sizes = []
 
     class Pool:
-        def __init__(self, max_workers):
+        def __init__(self, max_workers, **options):
             sizes.append(max_workers)
 
         def __enter__(self):

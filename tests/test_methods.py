@@ -7,21 +7,21 @@ import torch
 import torch.nn.functional as F
 
 from replaymask.config import resolve
-from replaymask.core.backbones import backbone_for
 from replaymask.core.gms import gms_cross_entropy, live_classes, same_task_table
 from replaymask.core.methods import method_class, method_names
+from replaymask.core.networks import default_network
 
 
 def make(model, tiny, **settings):
     config = resolve(model=model, buffer_size=settings.pop("buffer_size", 50), **settings)
     torch.manual_seed(0)
-    net = backbone_for(tiny)
+    net = default_network(tiny)
     return method_class(model)(net, tiny.prepare, tiny.class_to_task, config)
 
 
 def task_batch(tiny, task, size=10):
     index = tiny.task_indices("train", task)[:size]
-    return tiny.train_images[index], tiny.train_labels[index]
+    return tiny.train_inputs[index], tiny.train_labels[index]
 
 
 def classifier_rows(method):
@@ -123,8 +123,8 @@ def test_er_with_gms_averages_the_masked_stream_and_the_replay_cross_entropies(
 
 
 def test_the_mlp_forward_is_its_layers_applied_in_order(tiny):
-    net = backbone_for(tiny)
-    images = tiny.prepare(tiny.train_images[:7])
+    net = default_network(tiny)
+    images = tiny.prepare(tiny.train_inputs[:7])
     assert torch.equal(net(images), net.classifier(net.features(images)))
 
 
@@ -188,7 +188,7 @@ def test_resolved_config_drives_the_method(tiny):
     config = resolve(model="derpp", buffer_size=200)
     assert (config.lr, config.minibatch_size) == (0.03, 128)
     assert dict(config.method_settings) == {"alpha": 0.2, "beta": 1.0, "der_logits": "stream"}
-    method = method_class("derpp")(backbone_for(tiny), tiny.prepare, tiny.class_to_task,
+    method = method_class("derpp")(default_network(tiny), tiny.prepare, tiny.class_to_task,
                                    replace(config, minibatch_size=7))
     fill_with_task0(method, tiny)
     assert len(method.buffer.sample(method.config.minibatch_size).labels) == 7

@@ -75,16 +75,16 @@ def test_a_validation_run_is_evaluated_on_held_out_training_images_not_the_test_
     split = load_benchmark("seq-mnist", data_root=mnist_like_root, download=False,
                            validation_fraction=0.2)
     assert len(split.train_labels) == 240 and len(split.test_labels) == 60  # 30 a class
-    train_rows = {bytes(image.numpy()) for image in full.train_images}
-    test_rows = {bytes(image.numpy()) for image in full.test_images}
-    held_out = {bytes(image.numpy()) for image in split.test_images}
+    train_rows = {bytes(image.numpy()) for image in full.train_inputs}
+    test_rows = {bytes(image.numpy()) for image in full.test_inputs}
+    held_out = {bytes(image.numpy()) for image in split.test_inputs}
     assert held_out <= train_rows and not held_out & test_rows
-    assert not held_out & {bytes(image.numpy()) for image in split.train_images}
+    assert not held_out & {bytes(image.numpy()) for image in split.train_inputs}
     assert "validation split" in split.source
     # the same images whatever the class order: only their labels are renumbered
     reordered = load_benchmark("seq-mnist", data_root=mnist_like_root, download=False,
                                validation_fraction=0.2, class_order_seed=3)
-    assert {bytes(image.numpy()) for image in reordered.test_images} == held_out
+    assert {bytes(image.numpy()) for image in reordered.test_inputs} == held_out
 
     config = resolve(model="er", buffer_size=20, validation_fraction=0.2)
     result = api.run_config(config, data_root=mnist_like_root, download=False,

@@ -9,22 +9,22 @@ import torch.nn.functional as F
 
 from replaymask import cli
 from replaymask.config import resolve
-from replaymask.core.backbones import backbone_for
 from replaymask.core.gms import gms_cross_entropy
 from replaymask.core.methods import declaration, method_class
+from replaymask.core.networks import default_network
 
 
 def make(tiny, **settings):
     config = resolve(model="ss_replay", buffer_size=settings.pop("buffer_size", 50),
                      **settings)
     torch.manual_seed(0)
-    return method_class("ss_replay")(backbone_for(tiny), tiny.prepare, tiny.class_to_task,
+    return method_class("ss_replay")(default_network(tiny), tiny.prepare, tiny.class_to_task,
                                      config)
 
 
 def batch(tiny, task, size=10, start=0):
     index = tiny.task_indices("train", task)[start:start + size]
-    return tiny.train_images[index], tiny.train_labels[index]
+    return tiny.train_inputs[index], tiny.train_labels[index]
 
 
 def after_task0(tiny, **settings):

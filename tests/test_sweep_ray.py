@@ -112,3 +112,21 @@ def test_ray_runs_write_their_tensorboard_logs_each_into_its_own_folder(ray_clus
     folders = sorted(tensorboard.iterdir())
     assert {folder.name.rsplit("_", 1)[1] for folder in folders} == hashes
     assert all(list((folder / "hparams").glob("events.out.tfevents.*")) for folder in folders)
+
+
+def test_ray_tasks_import_the_users_module_named_in_the_sweep_file(ray_cluster, tmp_path):
+    """The module lies in the sweep's folder, not on the Ray workers' path: each task
+    imports it from there before its run."""
+    from .test_plugins import PLUGIN
+
+    (tmp_path / "my_ray_plugin.py").write_text(PLUGIN)
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text("import: [my_ray_plugin]\nmodel: er\ndataset: blobs\nlr: 0.05\n"
+                          "buffer_size: 20\nbackbone: wide-mlp\nseed: [0, 1]\n")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    on_ray = sweep([str(sweep_file), "--db", str(tmp_path / "ray.db"), "--ray-address",
+                    ray_cluster], env)
+    assert on_ray.returncode == 0, on_ray.stderr + on_ray.stdout
+    runs = ResultsStore(tmp_path / "ray.db").runs()
+    assert [run["status"] for run in runs] == ["done", "done"]
+    assert {run["result"]["benchmark"]["origin"]["module"] for run in runs} == {"my_ray_plugin"}

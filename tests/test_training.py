@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from replaymask.config import resolve
-from replaymask.core.backbones import backbone_for
+from replaymask.core.networks import default_network
 from replaymask.core.results import matrix_csv, write_result
 from replaymask.core.training import DivergenceError, train
 
@@ -165,12 +165,12 @@ def test_training_steps_never_wait_for_the_gpu(tiny_vision, model):
                      minibatch_size=8, device="cuda", gms=True, **settings)
     data = tiny_vision.to("cuda")
     transform = data.train_transform(torch.Generator(device="cuda").manual_seed(0))
-    method = method_class(model)(backbone_for(data).cuda(), transform,
+    method = method_class(model)(default_network(data).cuda(), transform,
                                    data.class_to_task.cuda(), config)
     index = data.task_indices("train", 1)
-    images, labels = data.train_images[index], data.train_labels[index]
+    images, labels = data.train_inputs[index], data.train_labels[index]
     method.begin_task(0)
-    method.end_task(0, data.train_images[data.task_indices("train", 0)],
+    method.end_task(0, data.train_inputs[data.task_indices("train", 0)],
                     data.train_labels[data.task_indices("train", 0)])
     method.begin_task(1)
     method.observe(images[:8], labels[:8])  # warm-up: lazy allocations may sync once

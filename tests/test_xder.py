@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from replaymask.config import resolve
-from replaymask.core.backbones import ResNet18, backbone_for, frozen_batchnorm_stats
+from replaymask.core.backbones import ResNet18, frozen_batchnorm_stats
 from replaymask.core.contrastive import supervised_contrastive_loss
 from replaymask.core.methods import method_class
 from replaymask.core.methods.xder import transplant_logits
+from replaymask.core.networks import default_network
 
 
 def make_xder(benchmark, **settings):
@@ -19,13 +20,13 @@ def make_xder(benchmark, **settings):
                      minibatch_size=8, simclr_batch_size=4, **settings)
     torch.manual_seed(0)
     transform = benchmark.train_transform(torch.Generator().manual_seed(1))
-    return method_class("xder")(backbone_for(benchmark), transform,
+    return method_class("xder")(default_network(benchmark), transform,
                                 benchmark.class_to_task, config)
 
 
 def task_data(benchmark, task):
     index = benchmark.task_indices("train", task)
-    return benchmark.train_images[index], benchmark.train_labels[index]
+    return benchmark.train_inputs[index], benchmark.train_labels[index]
 
 
 def supcon_by_definition(features, labels, temperature):

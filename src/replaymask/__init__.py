@@ -3,7 +3,10 @@
 The loss on its own: ``gms_cross_entropy``, ``live_classes``, ``class_to_task_layout``
 (:mod:`replaymask.core.gms`). Runs from Python: ``run``, ``sweep``, ``load_runs``,
 ``runs_dataframe``, ``methods`` (:mod:`replaymask.api`); ``resolve`` makes a run's
-configuration (:mod:`replaymask.config`).
+configuration (:mod:`replaymask.config`). Your own problem: ``benchmark_from_tensors``,
+``benchmark_from_datasets``, ``benchmark_from_folder`` make a ``Benchmark``;
+``register_benchmark`` and ``register_backbone`` make names for the command line and
+sweep files.
 
 Names are loaded when first used, so ``import replaymask`` does not import torch.
 """
@@ -21,6 +24,10 @@ _EXPORTS = {
     "load_runs": "api", "runs_dataframe": "api", "methods": "api", "RunRecord": "api",
     "resolve": "config", "RunConfig": "core.run_config", "RunResult": "core.results",
     "ConfigError": "errors",
+    "Benchmark": "data.benchmarks", "load_benchmark": "data.benchmarks",
+    "benchmark_from_tensors": "data.from_objects", "benchmark_from_datasets": "data.from_objects",
+    "benchmark_from_folder": "data.folders", "register_benchmark": "data.registry",
+    "register_backbone": "core.networks", "execute": "experiments.execution",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -11,7 +11,6 @@ or written; missing data raises :class:`~replaymask.data.sources.DataError`.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,19 +18,15 @@ from pathlib import Path
 
 from .config import resolve
 from .core.methods import MethodDeclaration, declarations
-from .core.results import RunResult, write_result
+from .core.results import RunResult
 from .core.run_config import RunConfig
-from .data.protocols import BENCHMARKS
 from .errors import ConfigError
-from .experiments.live_logs import live_logs
+from .experiments.execution import execute, log_folders, run_options
 from .experiments.store import DEFAULT_DB, ResultsStore
 from .experiments.sweep import Sweep, SweepSummary, expand_grids, read_sweep, run_sweep
 
-MAX_THREADS = 1024
-SMALL_BATCH = 64  # rows per forward pass under which one CPU thread is fastest (measured)
 
-
-def run(model: str | None = None, dataset: str | None = None, *,
+def run(model: str | None = None, dataset=None, *, net=None,
         data_root: str | Path | None = None, download: bool = True,
         out: str | Path | None = None, progress: bool = True, threads: int | None = None,
         analysis: bool = False, checkpoint_dir: str | Path | None = None,
@@ -40,6 +35,12 @@ def run(model: str | None = None, dataset: str | None = None, *,
         **settings) -> RunResult:
     """Train one method on one benchmark and return its :class:`RunResult`.
 
+    ``dataset``: a benchmark's name (built in, or registered with
+    :func:`~replaymask.data.registry.register_benchmark`) or a
+    :class:`~replaymask.data.benchmarks.Benchmark` (:func:`benchmark_from_tensors`, ...).
+    ``net``: the network, an ``nn.Module`` with one output per class (each run starts
+    from a copy of its weights), a factory ``f(num_classes) -> nn.Module`` (called after
+    the seed is set) or a backbone's name; default: the one the benchmark's inputs suit.
     ``settings`` are run settings by name (``buffer_size=200``, ``seed=1``, ``gms=True``,
     ``gms_mask_value=0.0``, ``lr=0.05``, a method's own such as ``alpha=0.3``); what is
     not given comes from the benchmark's protocol and the method's best arguments.
@@ -47,18 +48,27 @@ def run(model: str | None = None, dataset: str | None = None, *,
     warning. Nothing is written unless ``out`` names a folder (``result.json`` and
     ``accuracy_matrix.csv``). See :func:`run_config` for the other arguments.
     """
-    request = {key: value for key, value in (("model", model), ("dataset", dataset))
-               if value is not None}
+    if net is not None and settings.get("backbone") is not None:
+        raise ConfigError("give net= or backbone=, not both")
+    request = {key: value for key, value in (("model", model), ("dataset", dataset),
+                                             ("backbone", net)) if value is not None}
     config = resolve({**request, **settings}, origin="Python")
     for name, why in config.provenance.ignored:
         warnings.warn(f"replaymask: {name} ignored: {why}", stacklevel=2)
-    return run_config(config, data_root=data_root, download=download, out=out,
-                      progress=progress, threads=threads, analysis=analysis,
-                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                      resume=resume, tensorboard=tensorboard, wandb=wandb)
+    return run_config(config, benchmark=dataset if _is_object(dataset) else None,
+                      net=net if _is_object(net) else None, data_root=data_root,
+                      download=download, out=out, progress=progress, threads=threads,
+                      analysis=analysis, checkpoint_dir=checkpoint_dir,
+                      checkpoint_every=checkpoint_every, resume=resume,
+                      tensorboard=tensorboard, wandb=wandb)
 
 
-def run_config(config: RunConfig, *, data_root: str | Path | None = None,
+def _is_object(value) -> bool:
+    return value is not None and not isinstance(value, str)
+
+
+def run_config(config: RunConfig, *, benchmark=None, net=None,
+               data_root: str | Path | None = None,
                download: bool = True, out: str | Path | None = None, progress: bool = True,
                threads: int | None = None, analysis: bool = False,
                checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
@@ -67,9 +77,11 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
                warn: Callable[[str], None] | None = None) -> RunResult:
     """Train a resolved configuration (:func:`replaymask.config.resolve`).
 
-    ``threads``: CPU threads for torch during the run (default: 1 for the MLP benchmarks
-    when every batch is under 64 rows, where thread hand-offs cost more than they save;
-    else torch's choice). ``analysis`` records the stability instrumentation
+    ``benchmark`` and ``net``: the Benchmark object and the network object (nn.Module or
+    factory) the configuration was resolved with, where they are objects rather than
+    names. ``threads``: CPU threads for torch during the run (default: 1 for the built-in
+    MLP when every batch is under 64 rows, where thread hand-offs cost more than they
+    save; else torch's choice). ``analysis`` records the stability instrumentation
     (``result.analysis``). ``checkpoint_dir`` saves a checkpoint at every task end (and
     every ``checkpoint_every`` steps); ``resume`` continues from the newest sound one.
     ``tensorboard`` names a folder for live TensorBoard logs (the ``tensorboard`` extra):
@@ -80,112 +92,11 @@ def run_config(config: RunConfig, *, data_root: str | Path | None = None,
     its hyper-parameters and data once they are loaded; ``warn`` receives warnings about
     unreadable checkpoints.
     """
-    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
-        raise ConfigError(f"--threads must be an integer >= 1 and <= {MAX_THREADS}, "
-                          f"got {threads}")
-    out = Path(out) if out is not None else None
-    if out is not None:
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
-        require_writable("--out", out)
-    checkpointing = _checkpointing(checkpoint_dir, checkpoint_every, resume, analysis,
-                                   warn or (lambda message: None))
-    tensorboard, wandb = log_folders(tensorboard, wandb)
-    import torch  # after every check: mistakes fail fast
-
-    from .core.training import CheckpointMismatchError, train
-    from .data.benchmarks import load_benchmark
-
-    if config.device != "cpu" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {config.device}: no CUDA device is available")
-    benchmark = load_benchmark(config.dataset, data_root=data_root,
-                               class_order_seed=config.class_order_seed, download=download,
-                               n_tasks=config.n_tasks,
-                               validation_fraction=config.validation_fraction)
-    if log is not None:
-        log(f"{config.name}; hyper-parameters: {config.provenance.summary()}; lr {config.lr}, "
-            f"minibatch {config.minibatch_size}"
-            + "".join(f", {name} {value}" for name, value in config.method_settings.items())
-            + f"; data: {benchmark.source}")
-    observer = live_logs(config, tensorboard, wandb)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or default_threads(config) or previous_threads)
-    result = None
-    try:
-        result = train(config, benchmark, progress=progress, analysis=analysis,
-                       checkpointing=checkpointing, observer=observer)
-    except CheckpointMismatchError as error:
-        raise ConfigError(str(error)) from None
-    finally:
-        torch.set_num_threads(previous_threads)
-        if observer is not None:
-            observer.finish(result)  # None: the run raised (see each logger)
-    if out is not None:
-        write_result(out, result)
-    return result
-
-
-def default_threads(config: RunConfig) -> int | None:
-    """1 for small CPU batches (e.g. S-MNIST ER: 3.2 s with 1 thread, 3.2-5.1 s with 2 on
-    2 cores); None (torch's default) otherwise (DER++ with 128 replayed rows: 2 threads are
-    ~20% faster)."""
-    small = max(config.batch_size, config.minibatch_size) < SMALL_BATCH
-    if config.device == "cpu" and BENCHMARKS[config.dataset].backbone == "mlp" and small:
-        return 1
-    return None
-
-
-def require_writable(flag: str, folder: Path) -> None:
-    """``folder`` exists as a writable directory, or could be created as one."""
-    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {str(folder)!r} cannot be created: {str(existing)!r} "
-                          "is not a writable directory")
-
-
-def log_folders(tensorboard: str | Path | None, wandb: str | Path | None
-                ) -> tuple[Path | None, Path | None]:
-    """The folders for live logs (None: no such logs), checked: each one's extra is
-    installed and the folder is (or can be made) a writable directory; else a one-line
-    ConfigError."""
-    from .experiments import tensorboard as tensorboard_logs
-    from .experiments import weights_and_biases as wandb_logs
-
-    checked = []
-    for flag, folder, require_package in (("--tensorboard", tensorboard,
-                                           tensorboard_logs.require_package),
-                                          ("--wandb", wandb, wandb_logs.require_package)):
-        if folder is not None:
-            require_package()
-            folder = Path(folder)
-            if folder.exists() and not folder.is_dir():
-                raise ConfigError(f"{flag} {str(folder)!r} exists and is not a directory")
-            require_writable(flag, folder)
-        checked.append(folder)
-    return checked[0], checked[1]
-
-
-def _checkpointing(directory, every: int, resume: bool, analysis: bool,
-                   warn: Callable[[str], None]):
-    if not isinstance(every, int) or every < 0:
-        raise ConfigError(f"--checkpoint-every must be an integer >= 0, got {every}")
-    if directory is None:
-        if resume or every:
-            raise ConfigError("--resume and --checkpoint-every need --checkpoint-dir")
-        return None
-    if analysis:
-        raise ConfigError("--analysis cannot be combined with --checkpoint-dir")
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ConfigError(f"--checkpoint-dir {str(directory)!r} exists and is not a directory")
-    require_writable("--checkpoint-dir", directory)
-    from .core.checkpoint import checkpoint_files
-    from .core.training import Checkpointing
-
-    if not resume and directory.is_dir() and checkpoint_files(directory):
-        raise ConfigError(f"--checkpoint-dir {str(directory)!r} already holds checkpoints: "
-                          "pass --resume to continue from them, or choose another folder")
-    return Checkpointing(directory, every, resume, warn=warn)
+    options = run_options(data_root=data_root, download=download, out=out, progress=progress,
+                          threads=threads, analysis=analysis, checkpoint_dir=checkpoint_dir,
+                          checkpoint_every=checkpoint_every, resume=resume,
+                          tensorboard=tensorboard, wandb=wandb, log=log, warn=warn)
+    return execute(config, benchmark, net, options)
 
 
 def plan_sweep(grids: str | Path | Mapping | list[Mapping]) -> Sweep:

@@ -11,12 +11,12 @@ import argparse
 import gc
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
 from .config import all_settings, core_settings, method_settings, methods_using, resolve
 from .core.methods import declarations, method_names
-from .data.protocols import BENCHMARKS
 from .errors import ConfigError
 from .experiments.store import DEFAULT_DB
 
@@ -27,10 +27,14 @@ TENSORBOARD_HELP = ("live logs for TensorBoard (the tensorboard extra) in DIR/<r
                     "run's settings as hyper-parameters (and --analysis's records)")
 WANDB_HELP = ("the same logs for Weights & Biases (the wandb extra), kept in DIR/wandb/ "
               "(offline unless WANDB_MODE says otherwise; upload later with wandb sync)")
-COMMANDS = ("run", "sweep", "runs", "report", "analyze", "methods")
+COMMANDS = ("run", "sweep", "runs", "report", "analyze", "methods", "benchmarks")
+IMPORT_HELP = ("import a module of yours first (a name found from the current folder, or a "
+               ".py file; repeatable): its @replaymask.register_benchmark and "
+               "@replaymask.register_backbone names become usable. This runs the module's "
+               "code")
 # The help groups of the core settings; a method's own settings form one more group.
 GROUPS = {
-    "run": ("model", "dataset", "buffer_size", "seed"),
+    "run": ("model", "dataset", "buffer_size", "seed", "dataset_options", "backbone"),
     "hyper-parameters (default: the benchmark's protocol and the method's best arguments)":
         ("n_epochs", "batch_size", "minibatch_size", "lr"),
     "General Masked Softmax": ("gms", "gms_mask_value", "gms_on_buffer"),
@@ -69,11 +73,39 @@ def _setting_flag(group, setting, help_text: str | None = None) -> None:
         kwargs["metavar"] = "M"
     if setting.kind == "epochs":
         kwargs["metavar"] = "E1,E2"
+    if setting.kind == "options":  # --dataset-option KEY=VALUE, repeatable
+        kwargs.update(type=parse_option, action=_CollectOptions, metavar="KEY=VALUE")
+        group.add_argument("--dataset-option", "--dataset_option", **kwargs)
+        return
+    if setting.kind in ("benchmark", "backbone"):
+        kwargs["metavar"] = "NAME"
     _flag(group, setting.flag, **kwargs)
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE``, the value read as YAML (``4``, ``0.5``, ``true``, ``[1, 2]``, text)."""
+    import yaml
+
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
+
+
+class _CollectOptions(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        key, value = values
+        found = dict(getattr(namespace, self.dest, None) or {})
+        found[key] = value
+        setattr(namespace, self.dest, found)
+
+
 def _run_setting_flags(parser) -> None:
-    core = {setting.name: setting for setting in core_settings()}
+    core = {setting.name: setting for setting in core_settings() if setting.command_line}
     for title, names in GROUPS.items():
         group = parser if title == "run" else parser.add_argument_group(title)
         for name in names:
@@ -94,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "DER++ with GMS on seq-mnist, buffer 200. A setting that cannot change "
                     "the run (e.g. --gms-mask-value without --gms) is ignored, with a warning.")
     _run_setting_flags(run)
+    _import_flag(run)
     data = run.add_argument_group("data, output and progress")
     _flag(data, "--data-root", type=Path,
           help="folder with the data: MNIST/FMNIST IDX files (torchvision layout ok), "
@@ -125,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "combination not yet done in the database; resumable. Combinations that "
                     "differ only in settings that cannot matter are one run.")
     sweep.add_argument("sweep_file", type=Path, metavar="SWEEP.yaml")
+    _import_flag(sweep)
     _flag(sweep, "--db", type=Path, default=Path(DEFAULT_DB), help="results database (SQLite)")
     _flag(sweep, "--workers", type=int, default=2, help="local worker processes (1 thread each)")
     _flag(sweep, "--retry-failed", action="store_true", help="run failed runs again")
@@ -147,13 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(runs, "--db", type=Path, default=Path(DEFAULT_DB))
     _flag(runs, "--status", choices=["done", "failed"])
     _flag(runs, "--model", choices=method_names())
-    _flag(runs, "--dataset", choices=list(BENCHMARKS))
+    _flag(runs, "--dataset", metavar="NAME", help="only this benchmark's runs (its name, or "
+                                                  "name@fingerprint for a user benchmark)")
 
     analyze = commands.add_parser(
         "analyze", help="why GMS changes stability: instrumented runs of one method with "
                         "plain softmax and GMS variants, plotted")
     _flag(analyze, "--model", default="er", help="the method (default: er)")
     _flag(analyze, "--dataset", default="seq-mnist")
+    _import_flag(analyze)
     _flag(analyze, "--buffer-size", type=int, default=200)
     _flag(analyze, "--seed", default="0",
           help="a seed, or comma-separated seeds: each variant runs with each, and the "
@@ -171,7 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("methods", help="list the methods, their own settings and best "
                                         "arguments")
+    benchmarks = commands.add_parser(
+        "benchmarks", help="list the benchmarks and networks --dataset and --backbone take")
+    _import_flag(benchmarks)
     return parser
+
+
+def _import_flag(parser) -> None:
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE", help=IMPORT_HELP)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,13 +227,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         # Python < 3.12's argparse reads `--flag=--` as an empty list
-        listed = [name for name, value in vars(args).items() if isinstance(value, list)]
+        listed = [name for name, value in vars(args).items()
+                  if isinstance(value, list) and name != "imports"]
         if listed:
             raise ConfigError(f"argument --{listed[0].replace('_', '-')}: expected one argument")
         handlers = {"run": _main, "sweep": _sweep, "runs": _runs, "report": _report,
-                    "analyze": _analyze, "methods": _methods}
+                    "analyze": _analyze, "methods": _methods, "benchmarks": _benchmarks}
         if args.command is None:
             raise ConfigError(f"choose a command: {', '.join(COMMANDS)} (see --help)")
+        if args.command != "sweep" and getattr(args, "imports", None):
+            from .plugins import import_modules
+
+            import_modules(args.imports)
         return handlers[args.command](args)
     except ConfigError as error:
         print(f"replaymask: error: {error}", file=sys.stderr)
@@ -279,13 +328,13 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.data_root is not None and not args.data_root.is_dir():
         raise ConfigError(f"data root {str(args.data_root)!r} is not a readable directory")
     try:
-        planned = sweeps.read_sweep(args.sweep_file)
+        planned = sweeps.read_sweep(args.sweep_file, tuple(args.imports))
     except sweeps.SweepError as error:
         raise ConfigError(str(error)) from None
     if not (math.isfinite(args.ray_cpus_per_run) and args.ray_cpus_per_run > 0):
         raise ConfigError(f"--ray-cpus-per-run must be > 0, got {args.ray_cpus_per_run}")
     if args.tensorboard is not None or args.wandb is not None:
-        from .api import log_folders
+        from .experiments.execution import log_folders
 
         log_folders(args.tensorboard, args.wandb)
     if args.ray_address is not None:  # before the database is touched
@@ -311,7 +360,8 @@ def _sweep(args: argparse.Namespace) -> int:
                                    ray_cpus_per_run=args.ray_cpus_per_run,
                                    checkpoint_root=checkpoint_root,
                                    tensorboard_root=_text(args.tensorboard),
-                                   wandb_root=_text(args.wandb))
+                                   wandb_root=_text(args.wandb), imports=planned.imports,
+                                   import_folders=planned.import_folders)
     except sweeps.SweepError as error:
         raise ConfigError(str(error)) from None
     print(f"sweep: {summary.total} runs: {summary.already_done} already done, "
@@ -328,11 +378,29 @@ def _text(path: Path | None) -> str | None:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from .experiments.cells import dataset_label
+
+    if args.dataset is not None and re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@[0-9a-f]{1,64})?", args.dataset) is None:
+        raise ConfigError(f"--dataset must be a benchmark's name, or NAME@FINGERPRINT, got "
+                          f"{args.dataset!r}")
     store = _open_store(args.db, create=False)
-    rows = [r for r in store.runs(args.status)
-            if (args.model is None or r["config"]["model"] == args.model)
-            and (args.dataset is None or r["config"]["dataset"] == args.dataset)]
-    print(f"{'hash':16}  {'status':6}  {'model':9} {'dataset':11} {'buf':>5} {'seed':>4} "
+
+    def on_benchmark(config: dict) -> bool:  # NAME, or NAME@FINGERPRINT (a prefix of it)
+        label = dataset_label(config)
+        return args.dataset is None or args.dataset in (config["dataset"], label) or (
+            "@" in args.dataset and label.startswith(args.dataset))
+
+    every = store.runs(args.status)
+    if args.dataset is not None and not any(on_benchmark(r["config"]) for r in every):
+        held = sorted({dataset_label(r["config"]) for r in every})
+        raise ConfigError(f"--dataset {args.dataset}: no run of {args.db} is on it (its "
+                          f"benchmarks: {', '.join(held) or 'none'})")
+    rows = [r for r in every if (args.model is None or r["config"]["model"] == args.model)
+            and on_benchmark(r["config"])]
+    rows.sort(key=lambda row: dataset_label(row["config"]))  # grouped by benchmark
+    width = max([11, *(len(dataset_label(row["config"])) for row in rows)])
+    print(f"{'hash':16}  {'status':6}  {'model':9} {'dataset':{width}} {'buf':>5} {'seed':>4} "
           f"{'gms':>7}  {'class-il':>8} {'task-il':>8} {'wall s':>7}")
     for row in rows:
         config, metrics = row["config"], row["metrics"]
@@ -341,8 +409,8 @@ def _runs(args: argparse.Namespace) -> int:
                   f"{metrics['task_il']['average_accuracy']:8.2f} {row['wall_time_s']:7.1f}"
                   if metrics else f"{'':8} {'':8} {'':7}  {row['error']}")
         print(f"{row['config_hash']}  {row['status']:6}  {config['model']:9} "
-              f"{config['dataset']:11} {config['buffer_size']:5} {config['seed']:4} {gms:>7}  "
-              + scores)
+              f"{dataset_label(config):{width}} {config['buffer_size']:5} {config['seed']:4} "
+              f"{gms:>7}  " + scores)
     print(f"{len(rows)} runs")
     return 0
 
@@ -375,6 +443,29 @@ def _methods(args: argparse.Namespace) -> int:
         print(f"{'':10} {kind}; best arguments for {tables}")
         for setting in method.settings:
             print(f"{'':10} {setting.flag}: {setting.help}")
+    return 0
+
+
+def _benchmarks(args: argparse.Namespace) -> int:
+    from .core.networks import BUILTIN_BACKBONES, backbone_names
+    from .data.protocols import BENCHMARKS
+    from .data.registry import benchmark_names, registered_entries
+
+    print("benchmarks (--dataset):")
+    for name, spec in BENCHMARKS.items():
+        sizes = f"{spec.n_tasks} tasks x {spec.classes_per_task} classes"
+        print(f"  {name:16} built in: {spec.dataset}, {sizes}, inputs "
+              f"{'x'.join(map(str, spec.input_shape))}")
+    registered = registered_entries()
+    for name in benchmark_names():
+        if name in registered:
+            entry = registered[name]
+            print(f"  {name:16} registered by {entry.module}: {entry.signature}")
+    print("networks (--backbone; default: the one the benchmark's inputs suit):")
+    for name in backbone_names():
+        what = {"mlp": "built in: 784-100-100-K MLP (flat or 1x28x28 inputs)",
+                "resnet18": "built in: reduced-stem ResNet-18 (3-channel images)"}
+        print(f"  {name:16} {what[name] if name in BUILTIN_BACKBONES else 'registered'}")
     return 0
 
 

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from functools import cache
 
 from .core.methods import declaration, declarations, method_names
+from .core.networks import choose_network
 from .core.run_config import MethodSettings, Provenance, RunConfig
 from .core.settings import Setting
-from .data.protocols import BENCHMARKS
+from .data.protocols import BENCHMARKS, BenchmarkInfo
+from .data.registry import benchmark_info, canonical_options, unknown_benchmark
 from .errors import ConfigError
 
 # Largest accepted seed + 1: numpy's global seed (``np.random.seed``) takes 32 bits.
@@ -38,8 +40,18 @@ def core_settings() -> tuple[Setting, ...]:
     return (
         Setting("model", "choice", choices=method_names(), default="derpp",
                 help="the method"),
-        Setting("dataset", "choice", choices=tuple(BENCHMARKS), default="seq-mnist",
-                help="the benchmark"),
+        Setting("dataset", "benchmark", default="seq-mnist",
+                help=f"the benchmark: {', '.join(BENCHMARKS)}, or a name a module of yours "
+                     "registers (see --import)"),
+        Setting("dataset_options", "options",
+                help="keyword options of a registered benchmark (KEY=VALUE, repeatable)"),
+        Setting("backbone", "backbone",
+                help="the network: mlp, resnet18 or a registered name (default: the one the "
+                     "benchmark's inputs suit)"),
+        Setting("benchmark_fingerprint", "fingerprint", command_line=False,
+                help="the user benchmark's content fingerprint: checked, not chosen"),
+        Setting("backbone_fingerprint", "fingerprint", command_line=False,
+                help="the network's fingerprint: checked, not chosen"),
         Setting("buffer_size", "int", minimum=0, maximum=MAX_COUNT, default=200,
                 help="replay buffer size (reservoir sampling); 0 for methods without one"),
         Setting("seed", "int", minimum=0, maximum=SEED_LIMIT - 1, default=0,
@@ -65,10 +77,10 @@ def core_settings() -> tuple[Setting, ...]:
                 help="split the classes into this many tasks of equal size (default: the "
                      "benchmark's; seq-mnist: 5 tasks of 2, or 2 of 5, or 10 of 1)"),
         Setting("validation_fraction", "float", minimum=0, maximum=MAX_VALIDATION_FRACTION,
-                default=0.0,
-                help="hold out this fraction of every class's training images (a fixed "
+                help="hold out this fraction of every class's training inputs (a fixed "
                      "split) and report accuracy on them instead of the test set, to "
-                     "select hyper-parameters; 0 (the default): the test set"),
+                     "select hyper-parameters (default: the benchmark's, 0 for the built-in "
+                     "ones: the test set)"),
         Setting("device", "device", default="cpu", help="cpu, cuda or cuda:N"),
         Setting("lr_milestones", "epochs",
                 help="epochs of each task where the lr drops x0.1 (default: the "
@@ -128,8 +140,9 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
 
     core = {s.name: s for s in core_settings()}
     model = values.get("model", core["model"].default)
-    dataset = values.get("dataset", core["dataset"].default)
-    method, protocol = declaration(model), BENCHMARKS[dataset]
+    method = declaration(model)
+    info = _benchmark_info(values)
+    protocol, dataset = info.protocol, info.name
     own = {s.name: s for s in method.settings}
 
     ignored = {}
@@ -147,15 +160,31 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
     def setting(name):  # the user's value, else the declared default
         return kept.get(name, core[name].default)
 
-    n_classes = protocol.n_tasks * protocol.classes_per_task
-    n_tasks = kept.get("n_tasks", protocol.n_tasks)
-    if n_classes % n_tasks:
+    n_classes = info.num_classes
+    n_tasks = kept.get("n_tasks", info.n_tasks)
+    if "n_tasks" in kept and n_classes % n_tasks:
         divisors = [str(d) for d in range(2, n_classes + 1) if n_classes % d == 0]
         raise ConfigError(f"--n-tasks {n_tasks} does not split {dataset}'s {n_classes} "
                           f"classes into equal tasks (one of {', '.join(divisors)})")
+    # --n-tasks N is N equal tasks: the benchmark's own split only where it is that already
+    own_split = "n_tasks" not in kept or (n_tasks == info.n_tasks and info.equal_tasks)
+    equal_tasks = "n_tasks" in kept or info.equal_tasks
+    if method.needs_equal_tasks and not equal_tasks:
+        raise ConfigError(f"{model} needs tasks of equal size ({method.needs_equal_tasks}); "
+                          f"{dataset}'s are {', '.join(map(str, info.task_sizes))} classes: "
+                          f"pass --n-tasks N to split it into N equal tasks")
+    network = choose_network(kept.get("backbone"), info)
+    for name, found in (("benchmark_fingerprint", info.fingerprint),
+                        ("backbone_fingerprint", network.fingerprint)):
+        if name in kept and kept[name] != found:
+            what = dataset if name == "benchmark_fingerprint" else f"network {network.name}"
+            raise ConfigError(f"{what} has changed: its fingerprint is now {found}, the "
+                              f"configuration's {kept[name]}")
     buffer_size = setting("buffer_size") if method.uses_buffer else 0
     from_benchmark = [name for name in ("n_epochs", "batch_size", "lr_milestones")
                       if name not in kept]
+    if protocol.validation_fraction and "validation_fraction" not in kept:
+        from_benchmark.append("validation_fraction")
     batch_size = kept.get("batch_size", protocol.batch_size)
     row = method.best_args_row(dataset, buffer_size, protocol.best_args_from)
     tunable = ("lr", "minibatch_size", *own)
@@ -184,13 +213,18 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
         gms_mask_value=setting("gms_mask_value") if gms else -math.inf,
         gms_on_buffer=setting("gms_on_buffer") if gms else False,
         class_order_seed=kept.get("class_order_seed"),
-        n_tasks=n_tasks,
-        validation_fraction=setting("validation_fraction"),
+        n_tasks=None if own_split else n_tasks,
+        validation_fraction=kept.get("validation_fraction", protocol.validation_fraction),
         device=setting("device"),
         lr_milestones=kept.get("lr_milestones", protocol.lr_milestones),
         precision=kept.get("precision", "bf16" if cuda else "fp32"),
-        channels_last=kept.get("channels_last", cuda and protocol.backbone == "resnet18"),
+        channels_last=kept.get("channels_last",
+                               cuda and (network.name or info.default_backbone) == "resnet18"),
         compile=setting("compile"),
+        benchmark_fingerprint=info.fingerprint,
+        dataset_options=MethodSettings(dict(info.options)),
+        backbone=network.name,
+        backbone_fingerprint=network.fingerprint,
         method_settings=MethodSettings({name: chosen[name] for name in own}),
         provenance=Provenance(
             origin=origin,
@@ -201,4 +235,29 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
             from_benchmark=tuple(from_benchmark),
             overridable=(*tunable, "n_epochs", "batch_size", "lr_milestones"),
         ),
+        benchmark=info,
+        network=network,
     )
+
+
+def _benchmark_info(values: dict) -> BenchmarkInfo:
+    """The benchmark a run is on: a built-in or registered name (with its options), or a
+    Benchmark object."""
+    dataset = values.get("dataset", "seq-mnist")
+    options = values.get("dataset_options") or {}
+    if not isinstance(dataset, str):  # a Benchmark object
+        if options:
+            raise ConfigError("dataset options are for registered benchmarks; this one is an "
+                              "object: build it with the options you want")
+        if dataset.fingerprint is None and dataset.name not in BENCHMARKS:
+            raise ConfigError(f"benchmark {dataset.name!r} has no fingerprint: make it with "
+                              "replaymask.benchmark_from_tensors (or _datasets, _folder)")
+        return BENCHMARKS[dataset.name].info(dataset.name) if dataset.fingerprint is None \
+            else dataset.info
+    canonical_options(options)
+    if dataset not in BENCHMARKS:
+        from .data.registry import is_registered
+
+        if not is_registered(dataset):
+            raise unknown_benchmark(dataset)
+    return benchmark_info(dataset, options)

@@ -40,8 +40,8 @@ class StabilityProbe:
         self.task = task
         b = self.benchmark
         current = self._draw([task])
-        self.stream_images, self.stream_labels = b.train_images[current], b.train_labels[current]
-        self.old_classes = task * b.classes_per_task
+        self.stream_images, self.stream_labels = b.train_inputs[current], b.train_labels[current]
+        self.old_classes = b.task_offsets[task]
         self.old_images = None
         if task == 0:
             return
@@ -50,7 +50,7 @@ class StabilityProbe:
             self.old_images = buffer.examples[:len(buffer)][
                 buffer.labels[:len(buffer)] < self.old_classes][:PROBE_SIZE].clone()
         if self.old_images is None or len(self.old_images) == 0:
-            self.old_images = b.train_images[self._draw(list(range(task)))]
+            self.old_images = b.train_inputs[self._draw(list(range(task)))]
         self.old_logits_at_start = self._old_logits()
 
     def _old_logits(self) -> torch.Tensor:
@@ -65,8 +65,7 @@ class StabilityProbe:
         logits.requires_grad_(True)
         loss = method.stream_loss(logits, self.stream_labels, reduction="sum")
         (gradient,) = torch.autograd.grad(loss, logits)
-        per_task = self.benchmark.classes_per_task
-        first, last = self.old_classes, self.old_classes + per_task
+        first, last = self.old_classes, self.benchmark.task_offsets[self.task + 1]
         with torch.no_grad():
             if config.gms:
                 live = live_classes(self.stream_labels, method.class_to_task)

@@ -113,11 +113,3 @@ def frozen_batchnorm_stats(net: nn.Module):
     finally:
         for module, track in zip(norms, tracking, strict=True):
             module.track_running_stats = track
-
-
-def backbone_for(benchmark) -> nn.Module:
-    """The benchmark's network: the ResNet-18 for the vision benchmarks, else the MLP."""
-    if benchmark.backbone == "resnet18":
-        return ResNet18(num_classes=benchmark.num_classes,
-                        in_channels=benchmark.train_images.shape[1])
-    return MLP(input_size=benchmark.train_images[0].numel(), num_classes=benchmark.num_classes)

@@ -35,6 +35,21 @@ class RunResult:
     analysis: list[dict] | None = None
     task_confusion: list[list[float]] | None = None  # with the analysis: after the last task
     versions: dict[str, str] = field(default_factory=dict)
+    task_sizes: list[int] = field(default_factory=list)
+
+    def benchmark_record(self) -> dict:
+        """result.json's ``benchmark``: its name, where its data came from (``source`` in
+        words; ``origin``: built in, tensors, datasets, folder, and the module that
+        registered it), its content fingerprint and options where it is a user's, the
+        class order and the classes of each task."""
+        info = self.config.benchmark
+        record = {"source": self.benchmark_source, "class_order": self.class_order,
+                  "name": info.name, "task_sizes": self.task_sizes, "origin": info.origin}
+        if info.fingerprint is not None:
+            record["fingerprint"] = info.fingerprint
+        if info.options:
+            record["options"] = dict(info.options)
+        return record
 
     @property
     def class_il(self) -> float:
@@ -52,7 +67,8 @@ class RunResult:
             "config": self.config.to_dict(),
             "hyperparameter_source": self.config.provenance.summary(),
             "provenance": self.config.provenance.to_dict(),
-            "benchmark": {"source": self.benchmark_source, "class_order": self.class_order},
+            "benchmark": self.benchmark_record(),
+            "network": self.config.network.to_dict(self.config.benchmark),
             "accuracy_matrix": self.accuracy_matrix,
             "metrics": self.metrics,
             "random_init_accuracy": self.random_init_accuracy,

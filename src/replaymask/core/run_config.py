@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 
-from ..data.protocols import BENCHMARKS
+from ..data.protocols import BenchmarkInfo
 
 # Written into every run's dictionary, whatever its method (with this value where the
 # method has no such setting): the hashes of the runs stored before methods declared
@@ -28,7 +28,8 @@ LEFT_OUT_WHEN = {"lr_milestones": ((),), "precision": ("fp32",), "channels_last"
 
 
 class MethodSettings(Mapping):
-    """A method's own settings, read-only: ``settings.alpha`` or ``settings["alpha"]``."""
+    """A method's own settings, read-only: ``settings.alpha`` or ``settings["alpha"]``
+    (also a registered benchmark's keyword options: plain data, read-only)."""
 
     __slots__ = ("_values",)
 
@@ -56,7 +57,7 @@ class MethodSettings(Mapping):
         return len(self._values)
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self._values.items(), key=lambda item: item[0])))
+        return hash(json.dumps(self._values, sort_keys=True, default=repr))
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Mapping) and dict(self) == dict(other)
@@ -66,6 +67,29 @@ class MethodSettings(Mapping):
 
     def __reduce__(self):
         return MethodSettings, (self._values,)
+
+
+@dataclass(frozen=True)
+class NetworkChoice:
+    """Which network a run builds (:mod:`replaymask.core.networks` makes and builds it):
+    ``name`` is None for the benchmark's default network, else a built-in or registered
+    name or an object's class or factory's qualified name; ``fingerprint`` is None for
+    the built-in networks. An object (``kind`` "module" or "factory") is not kept here:
+    the run is given it beside its configuration."""
+
+    name: str | None = None
+    fingerprint: str | None = None
+    kind: str = "built-in"  # "built-in" | "registered" | "module" | "factory"
+    factory: str = ""  # a registered network's factory, qualified
+
+    def to_dict(self, benchmark: BenchmarkInfo) -> dict:
+        """For result.json: which network, and where it came from."""
+        found = {"name": self.name or benchmark.default_backbone, "kind": self.kind}
+        if self.fingerprint is not None:
+            found["fingerprint"] = self.fingerprint
+        if self.factory:
+            found["factory"] = self.factory
+        return found
 
 
 @dataclass(frozen=True)
@@ -137,26 +161,40 @@ class RunConfig:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
     channels_last: bool = False
     compile: bool = False  # torch.compile the backbone
+    # a user's benchmark: its content fingerprint and the options it was built with
+    benchmark_fingerprint: str | None = None
+    dataset_options: MethodSettings = field(default_factory=MethodSettings)
+    # the network, where it is not the benchmark's default: its name and fingerprint
+    backbone: str | None = None
+    backbone_fingerprint: str | None = None
     method_settings: MethodSettings = field(default_factory=MethodSettings)
     provenance: Provenance = field(default_factory=Provenance, compare=False)
+    # what the run is on and with, described (their identity is in the fields above)
+    benchmark: BenchmarkInfo | None = field(default=None, compare=False, repr=False)
+    network: NetworkChoice = field(default_factory=NetworkChoice, compare=False, repr=False)
 
     def to_dict(self) -> dict:
         """The configuration as flat JSON-safe data: the form that is hashed, stored in the
         results database and in checkpoints. An infinite mask value is the string "-inf"
         (here only)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("method_settings", "provenance")}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in (
+            "method_settings", "provenance", "benchmark", "network", "dataset_options")}
         if isinstance(self.gms_mask_value, float) and math.isinf(self.gms_mask_value):
             data["gms_mask_value"] = "-inf"
         for name, left_out in LEFT_OUT_WHEN.items():
             implied = {"precision": self.device == "cpu", "channels_last": self.device == "cpu",
-                       "lr_milestones": not BENCHMARKS[self.dataset].lr_milestones}
+                       "lr_milestones": not self.benchmark.protocol.lr_milestones}
             if data[name] in left_out and implied.get(name, True):
                 del data[name]
-        if data["n_tasks"] in (None, BENCHMARKS[self.dataset].n_tasks):
+        if data["n_tasks"] in (None, self.benchmark.n_tasks):
             del data["n_tasks"]  # the benchmark's own split: the form of earlier runs
         if "lr_milestones" in data:
             data["lr_milestones"] = list(data["lr_milestones"])
+        for name in ("benchmark_fingerprint", "backbone", "backbone_fingerprint"):
+            if data[name] is None:  # a built-in benchmark, its default network
+                del data[name]
+        if self.dataset_options:
+            data["dataset_options"] = dict(self.dataset_options)
         return {**LEGACY_METHOD_KEYS, **data, **self.method_settings}
 
     @property
@@ -168,8 +206,12 @@ class RunConfig:
     @property
     def name(self) -> str:
         """A readable, filesystem-safe identifier of the run."""
-        parts = [self.model, self.dataset, f"buf{self.buffer_size}", f"seed{self.seed}"]
+        dataset = self.dataset if self.benchmark_fingerprint is None \
+            else f"{self.dataset}-{self.benchmark_fingerprint[:8]}"
+        parts = [self.model, dataset, f"buf{self.buffer_size}", f"seed{self.seed}"]
         described = self.to_dict()
+        if self.backbone is not None:
+            parts.append(f"net-{self.backbone.rpartition('.')[2]}")
         if "n_tasks" in described:
             parts.append(f"{self.n_tasks}tasks")
         if self.class_order_seed is not None:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..data.protocols import NAME
 from ..errors import ConfigError, describe
 
-KINDS = ("int", "float", "bool", "choice", "mask_value", "device", "epochs")
+KINDS = ("int", "float", "bool", "choice", "mask_value", "device", "epochs", "benchmark",
+         "backbone", "options", "fingerprint")
 CUDA_DEVICE = re.compile(r"cuda(:(0|[1-9][0-9]{0,2}))?")  # torch's device index is 8 bits
 MAX_CUDA_INDEX = 127
+FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Setting:
     maximum: float | None = None
     above_minimum: bool = False  # strictly greater than ``minimum``
     choices: tuple[str, ...] = ()
+    command_line: bool = True  # False: a key of sweep files and stored configurations only
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -62,6 +67,46 @@ class Setting:
     def command_line_type(self):
         """What argparse converts the typed word with (its error names the flag)."""
         return {"int": int, "float": float, "epochs": parse_epochs}.get(self.kind, str)
+
+
+def _check_benchmark(setting: Setting, value):
+    """A benchmark's name (whether it exists is checked when the run is resolved), or a
+    Benchmark object (Python)."""
+    if isinstance(value, str):
+        _require(NAME.fullmatch(value) is not None,
+                 f"{setting.flag} must be a benchmark's name, got {describe(value)}")
+        return value
+    from ..data.benchmarks import Benchmark
+
+    _require(isinstance(value, Benchmark), f"{setting.flag} must be a benchmark's name or a "
+                                           f"Benchmark, got {describe(value)}")
+    return value
+
+
+def _check_backbone(setting: Setting, value):
+    """A network's name, or (Python) an nn.Module or a factory of one."""
+    if isinstance(value, str):
+        _require(NAME.fullmatch(value) is not None,
+                 f"{setting.flag} must be a network's name, got {describe(value)}")
+        return value
+    _require(callable(value), f"{setting.flag} must be a network's name, an nn.Module or a "
+                              f"factory f(num_classes) -> nn.Module, got {describe(value)}")
+    return value
+
+
+def _check_options(setting: Setting, value):
+    """Keyword options: a mapping of names to plain data."""
+    _require(isinstance(value, Mapping) and all(isinstance(k, str) for k in value),
+             f"{setting.flag} must be a mapping of option names to values, got "
+             f"{describe(value)}")
+    return dict(value)
+
+
+def _check_fingerprint(setting: Setting, value):
+    _require(isinstance(value, str) and FINGERPRINT.fullmatch(value) is not None,
+             f"{setting.flag} must be a SHA-256 fingerprint (64 hex digits), got "
+             f"{describe(value)}")
+    return value
 
 
 def _check_int(setting: Setting, value):
@@ -133,7 +178,8 @@ def _check_epochs(setting: Setting, value):
 
 _CHECKS = {"int": _check_int, "float": _check_float, "bool": _check_bool,
            "choice": _check_choice, "mask_value": _check_mask_value, "device": _check_device,
-           "epochs": _check_epochs}
+           "epochs": _check_epochs, "benchmark": _check_benchmark, "backbone": _check_backbone,
+           "options": _check_options, "fingerprint": _check_fingerprint}
 
 
 def parse_epochs(text: str) -> tuple[int, ...]:

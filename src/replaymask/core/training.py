@@ -16,11 +16,11 @@ from tqdm import tqdm
 from ..data.benchmarks import Benchmark
 from ..version import __version__
 from .analysis import StabilityProbe
-from .backbones import backbone_for
 from .checkpoint import load_newest_checkpoint, save_checkpoint
 from .evaluation import evaluate, task_confusion
 from .methods import method_class
 from .metrics import summarize
+from .networks import build_network, check_network
 from .observer import TrainingObserver
 from .results import DivergenceError, RunResult
 from .run_config import RunConfig
@@ -52,9 +52,13 @@ class CheckpointMismatchError(RuntimeError):
 
 def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
           analysis: bool = False, checkpointing: Checkpointing | None = None,
-          observer: TrainingObserver | None = None) -> RunResult:
-    """Run ``config`` (resolved by :func:`replaymask.config.resolve`) on ``benchmark`` and
-    return its results.
+          observer: TrainingObserver | None = None, net=None) -> RunResult:
+    """Run ``config`` (resolved by :func:`replaymask.config.resolve`) on ``benchmark`` (the
+    run's scenario applied) and return its results.
+
+    ``net``: the nn.Module or factory the configuration's network was resolved from, where
+    it is an object (else it is built by name); it is built after the seed is set, and
+    checked on one batch before anything is trained or written.
 
     ``analysis`` adds the stability instrumentation of :mod:`replaymask.core.analysis`
     (measured on probe batches; the training itself is unchanged). ``checkpointing``
@@ -63,14 +67,17 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
     :class:`TrainingObserver`) is told the loss, each task's accuracies and the analysis
     records as they come.
     """
-    if config.n_tasks not in (None, benchmark.n_tasks):
-        raise ValueError(f"the configuration has {config.n_tasks} tasks, the benchmark "
-                         f"{benchmark.n_tasks}: load it with n_tasks={config.n_tasks}")
+    n_tasks = config.n_tasks or config.benchmark.n_tasks
+    if n_tasks != benchmark.n_tasks or (config.n_tasks and len(set(benchmark.task_sizes)) > 1):
+        raise ValueError(f"the configuration has {n_tasks} tasks, the benchmark "
+                         f"{benchmark.n_tasks}: apply the run's scenario to it "
+                         "(Benchmark.with_scenario)")
     start = time.perf_counter()
     seed_everything(config.seed)
     device = torch.device(config.device)
     benchmark = benchmark.to(device)
-    net = backbone_for(benchmark).to(device)
+    net = build_network(config.network, benchmark.info, net).to(device)
+    check_network(net, benchmark, config.network.name or benchmark.info.default_backbone)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model = torch.compile(net) if config.compile else net
@@ -151,7 +158,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
                 first_batch = position["batch"]
             epoch_start_order = data_order.get_state()
             order = indices[torch.randperm(len(indices), generator=data_order, device=device)]
-            images, labels = benchmark.train_images[order], benchmark.train_labels[order]
+            images, labels = benchmark.train_inputs[order], benchmark.train_labels[order]
 
             def after_step(batch, task=task, epoch=epoch):
                 run_state["steps_done"] += 1
@@ -195,6 +202,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         analysis=probe.records if probe is not None else None,
         task_confusion=confusion,
         versions={"replaymask": __version__, "torch": torch.__version__},
+        task_sizes=list(benchmark.task_sizes),
     )
 
 

@@ -53,32 +53,39 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
 
 
 class EvalTransform:
-    """Raw uint8 -> float input: ``x / 255`` then, given ``mean``/``std``, normalised."""
+    """Raw inputs -> float network input: uint8 images as ``x / 255``, float inputs as they
+    are; then, given ``mean``/``std``, normalised per channel (along each sample's first
+    dimension: an image's channels, a flat vector's features)."""
 
     def __init__(self, mean: tuple[float, ...] | None = None,
                  std: tuple[float, ...] | None = None, channels_last: bool = False):
         self.mean, self.std = mean, std
         self.channels_last = channels_last
-        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+    def normalize(self, inputs: torch.Tensor) -> torch.Tensor:
+        raw_bytes = inputs.dtype == torch.uint8
         if self.mean is None:
-            return torch.div(images, 255.0)  # uint8 / float -> float32, one op
-        scale, shift = self._scale_shift(images.device)
-        out = torch.addcmul(shift, images, scale)  # x * (1 / (255 std)) - mean / std
-        if self.channels_last:
+            return torch.div(inputs, 255.0) if raw_bytes else inputs  # uint8: one op
+        scale, shift = self._scale_shift(inputs.device, inputs.dim() - 1,
+                                         255.0 if raw_bytes else 1.0)
+        out = torch.addcmul(shift, inputs, scale)  # x * (1 / (255 std)) - mean / std
+        if self.channels_last and out.dim() == 4:
             out = out.contiguous(memory_format=torch.channels_last)
         return out
 
-    def _scale_shift(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._constants:
-            mean = torch.tensor(self.mean, device=device).view(-1, 1, 1)
-            std = torch.tensor(self.std, device=device).view(-1, 1, 1)
-            self._constants[device] = (1.0 / (255.0 * std), -mean / std)
-        return self._constants[device]
+    def _scale_shift(self, device, sample_dims: int = 3, input_scale: float = 255.0
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (device, sample_dims, input_scale)
+        if key not in self._constants:
+            shape = (-1,) + (1,) * max(sample_dims - 1, 0)
+            mean = torch.tensor(self.mean, device=device).view(shape)
+            std = torch.tensor(self.std, device=device).view(shape)
+            self._constants[key] = (1.0 / (input_scale * std), -mean / std)
+        return self._constants[key]
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.normalize(images)
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.normalize(inputs)
 
 
 class TrainTransform(EvalTransform):

@@ -14,15 +14,17 @@ import numpy as np
 SPLIT_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
-def read_cached_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """The four uint8 arrays cached at ``path``, or None when missing, corrupt or truncated
-    (then the caller decodes the data again)."""
+def read_cached_arrays(path: Path, keys: tuple[str, ...] = SPLIT_KEYS,
+                       uint8: bool = True) -> dict[str, np.ndarray] | None:
+    """The arrays ``keys`` cached at ``path`` (by default the four uint8 arrays of a data
+    set), or None when missing, corrupt or truncated (then the caller decodes the data
+    again)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in SPLIT_KEYS}
+            arrays = {key: archive[key] for key in keys}
     except (OSError, KeyError, ValueError, zlib.error, EOFError, zipfile.BadZipFile):
         return None
-    if any(array.dtype != np.uint8 for array in arrays.values()):
+    if uint8 and any(array.dtype != np.uint8 for array in arrays.values()):
         return None
     return arrays
 

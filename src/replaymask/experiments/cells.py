@@ -11,7 +11,6 @@ from functools import cache
 
 from ..config import resolve
 from ..core.methods import declarations
-from ..data.protocols import BENCHMARKS
 from ..errors import ConfigError
 
 
@@ -35,19 +34,30 @@ def method_label(config: dict, leave_out: tuple[str, ...] = ()) -> str:
 
 
 def changed_hyperparameters(config: dict) -> list[tuple[str, object]]:
-    """The tunable settings (lr, replay batch, the method's own) whose stored value is not
-    the one the method's best-args row gives this benchmark and buffer size."""
-    defaults = _best_arguments(config["model"], config["dataset"], config["buffer_size"])
-    return [(name, config[name]) for name, value in defaults.items()
-            if name in config and config[name] != value]
+    """The network, where it is not the benchmark's default, and the tunable settings (lr,
+    replay batch, the method's own) whose stored value is not the one the method's
+    best-args row gives this benchmark and buffer size (all of them where the benchmark
+    has no best arguments, as a user's own)."""
+    network = [("net", config["backbone"].rpartition(".")[2])] if config.get("backbone") else []
+    defaults = None
+    if config.get("benchmark_fingerprint") is None:
+        defaults = _best_arguments(config["model"], config["dataset"], config["buffer_size"])
+    if defaults is None:
+        method = declarations().get(config["model"])
+        own = [s.name for s in method.settings] if method is not None else []
+        replay = ["minibatch_size"] if method is None or method.uses_buffer else []
+        return network + [(name, config[name]) for name in ("lr", *replay, *own)
+                          if config.get(name) is not None]
+    return network + [(name, config[name]) for name, value in defaults.items()
+                      if name in config and config[name] != value]
 
 
 @cache
-def _best_arguments(model: str, dataset: str, buffer_size: int) -> dict:
+def _best_arguments(model: str, dataset: str, buffer_size: int) -> dict | None:
     try:
         default = resolve(model=model, dataset=dataset, buffer_size=buffer_size)
     except (ConfigError, KeyError):  # no best arguments, or a method no longer declared
-        return {}
+        return None
     return {"lr": default.lr, "minibatch_size": default.minibatch_size,
             **default.method_settings}
 
@@ -75,19 +85,28 @@ def base_label(label: str) -> str:
     return split_label(label)[0].split(" [")[0]
 
 
+def dataset_label(config: dict) -> str:
+    """A stored configuration's benchmark: its name, and for a user benchmark the first 8
+    hex digits of its content fingerprint ('my-fmnist@1a2b3c4d'), so that two benchmarks
+    of one name are never taken for one another."""
+    fingerprint = config.get("benchmark_fingerprint")
+    return config["dataset"] if fingerprint is None else f"{config['dataset']}@{fingerprint[:8]}"
+
+
 def benchmark_label(config: dict) -> str:
     """The dataset, and the scenario where it is not the protocol's: 'seq-mnist',
     'seq-mnist (10 tasks)', 'seq-fmnist (order 3)', 'seq-mnist (validation 10%)'. Runs of
-    different scenarios are never pooled in one cell (but see :func:`pooled_over_orders`)."""
+    different scenarios are never pooled in one cell (but see :func:`pooled_over_orders`).
+    A stored configuration holds ``n_tasks`` only where it is not the benchmark's own."""
     parts = []
     n_tasks = config.get("n_tasks")
-    if n_tasks is not None and n_tasks != BENCHMARKS[config["dataset"]].n_tasks:
+    if n_tasks is not None:
         parts.append(f"{n_tasks} tasks")
     if config.get("class_order_seed") is not None:
         parts.append(f"order {config['class_order_seed']}")
     if config.get("validation_fraction"):
         parts.append(f"validation {config['validation_fraction']:.0%}")
-    return config["dataset"] + (f" ({', '.join(parts)})" if parts else "")
+    return dataset_label(config) + (f" ({', '.join(parts)})" if parts else "")
 
 
 def scenario_of(benchmark: str) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import shutil
 import socket
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from ..config import all_settings, resolve
 from ..core.run_config import RunConfig
 from ..errors import ConfigError, describe
+from ..plugins import import_modules
 from .store import ResultsStore
 
 SCALARS = (str, int, float, bool, type(None))  # what a run setting in a sweep file may be
@@ -39,29 +41,39 @@ def sweep_keys() -> set[str]:
 class Sweep:
     """A sweep file expanded: its distinct runs, each resolved once, and how many grid
     combinations there were (combinations that differ only in settings that cannot matter
-    are one run)."""
+    are one run). ``imports``: the user modules the runs need (imported here, and by every
+    worker; ``import_folders`` are where worker processes look for them); ``objects``:
+    the benchmarks and networks given as objects (Python grids), by
+    ``("benchmark" | "net", fingerprint)``."""
 
     configs: list[RunConfig]
     combinations: int
+    imports: tuple[str, ...] = ()
+    import_folders: tuple[str, ...] = ()
+    objects: dict = field(default_factory=dict)
 
     @property
     def merged(self) -> int:
         return self.combinations - len(self.configs)
 
 
-def load_sweep(path: str | Path) -> list[RunConfig]:
+def load_sweep(path: str | Path, imports: tuple[str, ...] = ()) -> list[RunConfig]:
     """Expand a sweep file into resolved, de-duplicated run configurations."""
-    return read_sweep(path).configs
+    return read_sweep(path, imports).configs
 
 
-def read_sweep(path: str | Path) -> Sweep:
+def read_sweep(path: str | Path, imports: tuple[str, ...] = ()) -> Sweep:
     """Expand a sweep file: every combination of its settings resolved once.
 
     The file is one mapping of run settings (``model``, ``dataset``, ``buffer_size``,
     ``seed``, ``gms``, ``gms_mask_value``, a method's own such as ``alpha``, ... ; dashes
     or underscores), where any value may be a list: the runs are every combination.
     ``grids: [mapping, ...]`` unites several such grids (e.g. SGD without a buffer and ER
-    with several buffers). Any problem with the file is one SweepError naming it.
+    with several buffers). A top-level ``import: [module, ...]`` (module names or ``.py``
+    files, relative to the file's folder) imports the user's modules first, as
+    ``imports`` (``--import``) does: their registered benchmarks and backbones become
+    names the grids may use; importing a module runs its code. Any problem with the file
+    is one SweepError naming it.
     """
     import yaml
 
@@ -83,6 +95,19 @@ def read_sweep(path: str | Path) -> Sweep:
         raise SweepError(f"{path}: not valid YAML (nested too deeply)") from None
     except (yaml.YAMLError, ValueError) as error:  # ValueError: e.g. `!!int abc`, 2021-02-30
         raise SweepError(f"{path}: not valid YAML ({_first_line(error)})") from None
+    modules = list(imports)
+    if isinstance(document, dict) and "import" in document:
+        listed = document.pop("import")
+        listed = [listed] if isinstance(listed, str) else listed
+        if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+            raise SweepError(f"{path}: 'import' must be a module name or a list of them, "
+                             f"got {describe(listed)}")
+        modules += listed
+    folders = (str(Path.cwd()), str(path.resolve().parent))
+    try:
+        imported = import_modules(modules, search=folders)
+    except ConfigError as error:
+        raise SweepError(f"{path}: {error}") from None
     if isinstance(document, dict) and "grids" in document:
         if len(document) > 1:
             raise SweepError(f"{path}: 'grids' cannot be mixed with run settings: "
@@ -92,21 +117,25 @@ def read_sweep(path: str | Path) -> Sweep:
             raise SweepError(f"{path}: 'grids' must be a non-empty list of mappings")
     else:
         grids = [document]
-    return expand_grids(grids, where=str(path), origin=f"sweep file {path.name}")
+    expanded = expand_grids(grids, where=str(path), origin=f"sweep file {path.name}")
+    return Sweep(expanded.configs, expanded.combinations, tuple(imported), folders,
+                 expanded.objects)
 
 
 def expand_grids(grids: list, where: str = "grid", origin: str = "grid") -> Sweep:
     """Every combination of each grid (a mapping of settings to a value or a list of
-    values), resolved once; runs that are equal are kept once (the first one's
+    values; from Python, ``dataset`` may be a Benchmark and ``backbone`` an nn.Module or a
+    factory), resolved once; runs that are equal are kept once (the first one's
     provenance)."""
     configs: dict[str, RunConfig] = {}
+    objects: dict = {}
     combinations = 0
     for grid in grids:
-        expanded = _expand(where, grid, origin)
+        expanded = _expand(where, grid, origin, objects)
         combinations += len(expanded)
         for config in expanded:
             configs.setdefault(config.hash, config)
-    return Sweep(list(configs.values()), combinations)
+    return Sweep(list(configs.values()), combinations, objects=objects)
 
 
 class _DuplicateKey(Exception):
@@ -146,7 +175,7 @@ def _first_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _expand(path: str, grid, origin: str) -> list[RunConfig]:
+def _expand(path: str, grid, origin: str, objects: dict) -> list[RunConfig]:
     if not isinstance(grid, dict) or not grid:
         raise SweepError(f"{path}: a grid must be a non-empty mapping of run settings")
     settings = all_settings()
@@ -158,14 +187,18 @@ def _expand(path: str, grid, origin: str) -> list[RunConfig]:
             raise SweepError(f"{path}: unknown key {describe(raw_key)} (known: {known})")
         if key in axes:
             raise SweepError(f"{path}: {spelled[key]!r} and {raw_key!r} are the same setting")
-        list_valued = settings[key].kind == "epochs"  # its single value is a list
-        if list_valued:
+        kind = settings[key].kind
+        list_valued = kind in ("epochs", "options")  # a single value is a list, a mapping
+        if kind == "epochs":
             values = _list_setting(path, raw_key, value)
+        elif kind == "options":
+            values = _options_setting(path, raw_key, value)
         else:
             values = value if isinstance(value, list) else [value]
         if not values:
             raise SweepError(f"{path}: key {raw_key!r} has an empty list: the grid is empty")
-        if not list_valued and not all(isinstance(v, SCALARS) for v in values):
+        if not list_valued and not all(isinstance(v, SCALARS) or _is_object(kind, v)
+                                       for v in values):
             raise SweepError(f"{path}: key {raw_key!r} must hold a value or a list of values "
                              f"(numbers, strings, true/false or null), got {describe(value)}")
         axes[key], spelled[key] = values, raw_key
@@ -177,11 +210,34 @@ def _expand(path: str, grid, origin: str) -> list[RunConfig]:
     for combination in itertools.product(*axes.values()):
         run = dict(zip(axes, combination, strict=True))
         try:
-            configs.append(resolve(run, origin=origin))
+            config = resolve(run, origin=origin)
         except ConfigError as error:
             shown = ", ".join(f"{k!r}: {describe(v)}" for k, v in run.items())
             raise SweepError(f"{path}: run {{{shown}}}: {error}") from None
+        if not isinstance(run.get("dataset", ""), str) and config.benchmark_fingerprint:
+            objects[("benchmark", config.benchmark_fingerprint)] = run["dataset"]
+        if not isinstance(run.get("backbone", ""), str) and config.backbone_fingerprint:
+            objects[("net", config.backbone_fingerprint)] = run["backbone"]
+        configs.append(config)
     return configs
+
+
+def _is_object(kind: str, value) -> bool:
+    """A benchmark or a network given as an object (from Python; never in a YAML file)."""
+    if kind == "benchmark":
+        return hasattr(value, "train_inputs") and hasattr(value, "fingerprint")
+    return kind == "backbone" and callable(value)
+
+
+def _options_setting(path: str, raw_key, value) -> list:
+    """A registered benchmark's options: a mapping is one value; a list of mappings (or
+    nulls: none) the values of an axis."""
+    options = value if isinstance(value, list) else [value]
+    for option in options:
+        if option is not None and not isinstance(option, dict):
+            raise SweepError(f"{path}: key {raw_key!r} must be a mapping of options (or a "
+                             f"list of such mappings), got {describe(option)}")
+    return options
 
 
 def _list_setting(path: str, raw_key, value) -> list:
@@ -211,12 +267,27 @@ class SweepSummary:
     skipped_failed: int
 
 
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every worker of a sweep shares: where built-in data is, the user modules to
+    import (from ``import_folders`` too), the benchmarks and networks given as objects
+    (by ``("benchmark" | "net", fingerprint)``), and the live-log folders."""
+
+    data_root: str | None = None
+    imports: tuple[str, ...] = ()
+    import_folders: tuple[str, ...] = ()
+    objects: dict = field(default_factory=dict)
+    tensorboard_root: str | None = None
+    wandb_root: str | None = None
+
+
 def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
               retry_failed: bool = False, data_root: str | None = None,
               progress: bool = True, ray_address: str | None = None,
               ray_cpus_per_run: float = 1.0, checkpoint_root: str | Path | None = None,
-              tensorboard_root: str | None = None, wandb_root: str | None = None
-              ) -> SweepSummary:
+              tensorboard_root: str | None = None, wandb_root: str | None = None,
+              imports: tuple[str, ...] = (), import_folders: tuple[str, ...] = (),
+              objects: dict | None = None) -> SweepSummary:
     """Run every configuration not yet done in ``store``; each result is recorded as it ends.
 
     Runs go to ``workers`` local processes, or, with ``ray_address``, one Ray task each
@@ -227,9 +298,11 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
     is recorded. A run is recorded once: its hash is the database's key. With
     ``tensorboard_root``, each run writes its TensorBoard logs into its own subfolder there
     (:mod:`.tensorboard`); with ``wandb_root``, each run is a W&B run kept there
-    (:mod:`.weights_and_biases`).
+    (:mod:`.weights_and_biases`). Every worker imports ``imports`` (from
+    ``import_folders`` too) before its first run, and has ``objects`` (see :class:`Sweep`).
     """
-    live = (tensorboard_root, wandb_root)
+    context = WorkerContext(data_root, tuple(imports), tuple(import_folders),
+                            dict(objects or {}), tensorboard_root, wandb_root)
     statuses = store.statuses()
     pending, skipped_failed = [], 0
     for config in configs:
@@ -241,10 +314,10 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
             continue
         pending.append(config)
     if ray_address is not None:
-        outcomes = _run_on_ray(pending, data_root, ray_address, ray_cpus_per_run,
-                               checkpoint_root, live)
+        outcomes = _run_on_ray(pending, context, ray_address, ray_cpus_per_run,
+                               checkpoint_root)
     else:
-        outcomes = _run_locally(pending, data_root, workers, checkpoint_root, live)
+        outcomes = _run_locally(pending, context, workers, checkpoint_root)
     failed = 0
     with tqdm(total=len(pending), disable=not progress, unit="run", desc="sweep") as bar:
         for config, result, error in outcomes:
@@ -262,17 +335,19 @@ def run_sweep(configs: list[RunConfig], store: ResultsStore, workers: int = 2,
                         failed=failed, skipped_failed=skipped_failed)
 
 
-def _run_locally(pending: list[RunConfig], data_root, workers: int, checkpoint_root, live):
-    """Run ``pending`` on a pool of worker processes. A worker that dies (killed, out of
-    memory) breaks the pool: the runs it took down are started again on a fresh pool,
-    from their checkpoints, up to MAX_WORKER_DEATHS times each."""
+def _run_locally(pending: list[RunConfig], context: WorkerContext, workers: int,
+                 checkpoint_root):
+    """Run ``pending`` on a pool of worker processes, each given ``context`` once. A worker
+    that dies (killed, out of memory) breaks the pool: the runs it took down are started
+    again on a fresh pool, from their checkpoints, up to MAX_WORKER_DEATHS times each."""
     deaths: dict[str, int] = {}
     while pending:
         retry = []
         # no more processes than runs: the pool may start all of its workers at once
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
-            futures = {pool.submit(execute_run, config, data_root,
-                                   _checkpoint_dir(checkpoint_root, config), *live): config
+        with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
+                                 initializer=_start_worker, initargs=(context,)) as pool:
+            futures = {pool.submit(execute_run, config, context.data_root,
+                                   _checkpoint_dir(checkpoint_root, config)): config
                        for config in pending}
             try:
                 for future in as_completed(futures):
@@ -298,14 +373,14 @@ def _checkpoint_dir(checkpoint_root, config: RunConfig) -> str | None:
     return None if checkpoint_root is None else str(Path(checkpoint_root) / config.hash)
 
 
-def _run_on_ray(pending: list[RunConfig], data_root, address: str, cpus_per_run: float,
-                checkpoint_root, live):
+def _run_on_ray(pending: list[RunConfig], context: WorkerContext, address: str,
+                cpus_per_run: float, checkpoint_root):
     ray = connect_ray(address)
     try:
         # a task whose worker died is retried (from its checkpoint, on a shared filesystem)
-        task = ray.remote(num_cpus=cpus_per_run, max_retries=MAX_WORKER_DEATHS - 1)(execute_run)
-        running = {task.remote(config, data_root,
-                               _checkpoint_dir(checkpoint_root, config), *live): config
+        task = ray.remote(num_cpus=cpus_per_run, max_retries=MAX_WORKER_DEATHS - 1)(_ray_run)
+        shared = ray.put(context)  # stored once, however many tasks read it
+        running = {task.remote(config, shared, _checkpoint_dir(checkpoint_root, config)): config
                    for config in pending}
         while running:
             (ready,), _ = ray.wait(list(running), num_returns=1)
@@ -344,41 +419,57 @@ def connect_ray(address: str):
     return ray
 
 
-_BENCHMARKS: dict = {}  # per worker process: each dataset is loaded once
+# Per worker process: its context (set once by _start_worker) and each base benchmark,
+# loaded or built once.
+_CONTEXT: list[WorkerContext] = [WorkerContext()]
+_BENCHMARKS: dict = {}
 
 
-def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | None = None,
-                tensorboard_root: str | None = None, wandb_root: str | None = None
+def _start_worker(context: WorkerContext) -> None:
+    """A worker's first act: keep the sweep's context and import the user's modules (a
+    module that fails is reported by each run: see :func:`execute_run`)."""
+    _CONTEXT[0] = context
+    # a module that fails: execute_run imports it again and records the error with the run
+    with contextlib.suppress(ConfigError):
+        import_modules(context.imports, search=context.import_folders)
+
+
+def _ray_run(config: RunConfig, context: WorkerContext, checkpoint_dir: str | None):
+    _start_worker(context)
+    return execute_run(config, context.data_root, checkpoint_dir)
+
+
+def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | None = None
                 ) -> tuple[dict | None, str | None]:
     """Run one resolved configuration in a worker process: (result, None) or (None, error).
-    With ``checkpoint_dir`` it checkpoints at every task end and resumes from there; with
-    ``tensorboard_root`` and ``wandb_root`` it writes live logs there."""
+    With ``checkpoint_dir`` it checkpoints at every task end and resumes from there; the
+    worker's context (:func:`_start_worker`) gives the user's modules and objects and the
+    live-log folders."""
     import torch
 
-    from ..core.training import Checkpointing, train
-    from ..data.benchmarks import load_benchmark
-    from .live_logs import live_logs
+    from ..core.training import Checkpointing
+    from .execution import RunOptions, benchmark_for, execute
 
-    torch.set_num_threads(1)  # one core per worker
+    # one core per worker, from its first op on (a forked worker's first multi-threaded op
+    # can deadlock in a thread pool the parent had started)
+    torch.set_num_threads(1)
+    context = _CONTEXT[0]
     try:
-        key = (config.dataset, config.class_order_seed, config.n_tasks,
-               config.validation_fraction, data_root)
+        import_modules(context.imports, search=context.import_folders)
+        objects = context.objects
+        key = (config.dataset, config.benchmark_fingerprint,
+               json.dumps(dict(config.dataset_options), sort_keys=True), data_root)
         if key not in _BENCHMARKS:
-            _BENCHMARKS[key] = load_benchmark(config.dataset, data_root=data_root,
-                                              class_order_seed=config.class_order_seed,
-                                              download=False, n_tasks=config.n_tasks,
-                                              validation_fraction=config.validation_fraction)
+            given = objects.get(("benchmark", config.benchmark_fingerprint))
+            _BENCHMARKS[key] = benchmark_for(config, given, data_root, download=False)
+        net = objects.get(("net", config.backbone_fingerprint)) \
+            if config.network.kind in ("module", "factory") else None
         checkpointing = None if checkpoint_dir is None else Checkpointing(
             Path(checkpoint_dir), resume=True, warn=lambda message: None)
-        observer = live_logs(config, tensorboard_root, wandb_root)
-        result = None
-        try:
-            result = train(config, _BENCHMARKS[key], progress=False,
-                           checkpointing=checkpointing, observer=observer)
-        finally:
-            if observer is not None:
-                observer.finish(result)
-        return result.to_dict(), None
+        options = RunOptions(data_root=data_root, download=False, progress=False, threads=1,
+                             checkpointing=checkpointing,
+                             tensorboard=context.tensorboard_root, wandb=context.wandb_root)
+        return execute(config, _BENCHMARKS[key], net, options).to_dict(), None
     except Exception as error:  # recorded in the database, re-run with --retry-failed
         where = traceback.extract_tb(error.__traceback__)[-1]
         return None, f"{type(error).__name__}: {error} ({Path(where.filename).name}:{where.lineno})"

@@ -13,7 +13,9 @@ everything else about it in one literal, ``METHOD = {...}``:
 * ``best_args``: per benchmark, ``(source, {buffer size: {setting: value}})``, the rows
   that fill what the user does not set (the nearest buffer size is used; the key None
   serves any size); ``best_args_of``: another method whose rows it uses instead;
-  ``best_args_fallback``: a benchmark whose rows serve benchmarks without any.
+  ``best_args_fallback``: a benchmark whose rows serve benchmarks without any;
+* ``equal_tasks``: why the method needs tasks of equal size, where it does (a run on a
+  benchmark with tasks of different sizes is then refused, with the reason).
 
 The registry reads these literals without importing the method modules (which import
 torch), so the command line's help, checks and listings start without torch; the class
@@ -31,7 +33,7 @@ from pathlib import Path
 from ..settings import Setting
 
 DECLARATION_KEYS = {"name", "label", "class", "order", "buffer", "stores_logits", "settings",
-                    "best_args", "best_args_of", "best_args_fallback"}
+                    "best_args", "best_args_of", "best_args_fallback", "equal_tasks"}
 REQUIRED_KEYS = {"name", "label", "class", "order", "buffer"}
 SETTING_KEYS = {"kind", "help", "default", "minimum", "maximum", "above_minimum", "choices"}
 
@@ -62,6 +64,7 @@ class MethodDeclaration:
     best_args: dict  # benchmark -> (source, {buffer size or None: row})
     best_args_of: str | None
     best_args_fallback: str | None
+    needs_equal_tasks: str = ""  # why, where the method needs tasks of equal size
 
     def best_args_row(self, dataset: str, buffer_size: int,
                       benchmark_fallback: str | None) -> BestArgsRow | None:
@@ -172,7 +175,8 @@ def _declaration_from(raw, path: Path, docstring: str) -> MethodDeclaration:
         if docstring.strip() else "", order=raw["order"], uses_buffer=raw["buffer"],
         stores_logits=raw.get("stores_logits", False), settings=tuple(settings),
         best_args=best_args, best_args_of=raw.get("best_args_of"),
-        best_args_fallback=raw.get("best_args_fallback"))
+        best_args_fallback=raw.get("best_args_fallback"),
+        needs_equal_tasks=raw.get("equal_tasks", ""))
 
 
 def _check_shared_settings(methods: dict[str, MethodDeclaration]) -> None:

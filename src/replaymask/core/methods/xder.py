@@ -68,6 +68,8 @@ METHOD = {
                    "past_constraint": False}}),
     },
     "best_args_fallback": "seq-cifar100",
+    "equal_tasks": "its SupCon loss and constraints split the future logits into heads of "
+                   "one size",
 }
 
 
@@ -190,7 +192,9 @@ class XDER(ContinualMethod):
         views = settings.simclr_num_aug
         with torch.no_grad():
             repeated = raw.repeat_interleave(views, 0)
-            augmented = self.strong(repeated) if repeated.dim() == 4 else self.prepare(repeated)
+            rgb_bytes = repeated.dim() == 4 and repeated.shape[1] == 3 \
+                and repeated.dtype == torch.uint8  # what the colour augmentation takes
+            augmented = self.strong(repeated) if rgb_bytes else self.prepare(repeated)
         with frozen_batchnorm_stats(self.net):
             outputs = self.net(augmented).float()
         n_heads = self.n_tasks - self.task - 1

@@ -1,0 +1,92 @@
+"""The user's own modules: imported by ``--import MODULE``, a sweep file's ``import:`` list,
+or as installed plugins (the entry-point group ``replaymask.plugins``).
+
+Importing a module runs its code: that is how its ``@register_benchmark`` and
+``@register_backbone`` decorators make names. Only import modules you trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import ConfigError
+
+ENTRY_POINT_GROUP = "replaymask.plugins"
+_LOADED_ENTRY_POINTS: list[str] = []  # names loaded in this process
+_entry_points_loaded = False
+
+
+def import_modules(modules: Iterable[str], search: Iterable[str | Path] = ()) -> list[str]:
+    """Import each of ``modules``: a module name (found on ``sys.path``, the current folder
+    and the folders ``search``) or the path of a ``.py`` file. Returns what was imported,
+    each as the name or absolute path that imports it again (in a sweep's worker). A module
+    that cannot be imported is a one-line ConfigError naming it and why."""
+    imported = []
+    for module in modules:
+        if not isinstance(module, str) or not module.strip():
+            raise ConfigError(f"an import must be a module name or a .py file, got {module!r}")
+        imported.append(_import_one(module.strip(), [Path.cwd(), *map(Path, search)]))
+    return imported
+
+
+def _import_one(module: str, folders: list[Path]) -> str:
+    if module.endswith(".py"):
+        path = Path(module)
+        path = next((folder / path for folder in folders if (folder / path).is_file()), path)
+        if not path.is_file():
+            raise ConfigError(f"cannot import {module!r}: no such file")
+        path = path.resolve()
+        name = f"replaymask_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, path)
+            loaded = importlib.util.module_from_spec(spec)
+            sys.modules[name] = loaded
+            try:
+                spec.loader.exec_module(loaded)
+            except BaseException as error:
+                del sys.modules[name]
+                raise ConfigError(f"cannot import {module!r}: {_why(error)}") from None
+        return str(path)
+    for folder in reversed(folders):
+        if str(folder) not in sys.path:
+            sys.path.append(str(folder))
+    try:
+        importlib.import_module(module)
+    except ConfigError as error:
+        raise ConfigError(f"cannot import {module!r}: {error}") from None
+    except BaseException as error:  # the module's own code raised: say what, in one line
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        raise ConfigError(f"cannot import {module!r}: {_why(error)}") from None
+    return module
+
+
+def _why(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def load_entry_point_plugins() -> list[str]:
+    """Import every installed plugin (entry-point group ``replaymask.plugins``), once per
+    process; returns their names. A plugin that fails to import is a one-line
+    ConfigError naming it."""
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                entry.load()
+            except BaseException as error:
+                if isinstance(error, KeyboardInterrupt):
+                    raise
+                raise ConfigError(f"the installed replaymask plugin {entry.name!r} "
+                                  f"({entry.value}) cannot be imported: {_why(error)}") from None
+            _LOADED_ENTRY_POINTS.append(entry.name)
+    return list(_LOADED_ENTRY_POINTS)
