@@ -64,6 +64,20 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("REPLAYMASK_DATA", str(tmp_path / "default-data"))
 
 
+@pytest.fixture(autouse=True)
+def isolated_registries():
+    """Names a test's modules register are forgotten after it (its files are gone then)."""
+    from replaymask.core import networks
+    from replaymask.data import registry
+
+    saved = (dict(registry._REGISTERED), dict(registry._BUILT), dict(networks._REGISTERED))
+    yield
+    for table, before in zip((registry._REGISTERED, registry._BUILT, networks._REGISTERED),
+                             saved, strict=True):
+        table.clear()
+        table.update(before)
+
+
 @pytest.fixture
 def mnist_like_root(tmp_path) -> Path:
     """A data root in torchvision's layout: ROOT/MNIST/raw/*.gz."""

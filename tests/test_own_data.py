@@ -269,3 +269,99 @@ def test_uint8_28x28_images_get_the_mlp():
     images = separable_images(labels, np.random.default_rng(0))
     made = replaymask.benchmark_from_tensors("small", (images, labels), (images, labels), 2)
     assert made.info.default_backbone == "mlp"
+
+
+def test_from_python_a_bad_network_is_a_config_error_and_nothing_is_written(tmp_path):
+    with pytest.raises(ConfigError, match=r"gives outputs of shape \(2, 4\) for a batch of 2, "
+                                          r"but toy has 6 classes"):
+        replaymask.run(model="er", dataset=toy(), net=TinyNet(num_classes=4), lr=0.1,
+                       out=tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match=r"fails on a batch of shape \(2, 12\)"):
+        replaymask.run(model="er", dataset=toy(), net=nn.Linear(5, 6), lr=0.1,
+                       out=tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="must be a network.s name, an nn.Module or a factory"):
+        replaymask.run(model="er", dataset=toy(), net=42, lr=0.1, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("train, message", [
+    ((np.zeros((4, 3)), ["a", "b", "c", "d"]), "train labels must be a tensor or a NumPy "
+                                               "array of numbers"),
+    ((np.zeros((4, 3)), np.arange(5)), r"train labels must be one per sample: shape \(4,\)"),
+    ((np.zeros(4), np.arange(4)), "train inputs must hold one row per sample"),
+    ((np.zeros((4, 3), dtype=np.int64), np.arange(4)), "train inputs must be uint8"),
+    ((np.full((4, 3), np.inf, dtype=np.float32), np.arange(4)), "NaN or infinite"),
+    ((np.zeros((0, 3)), np.arange(0)), "train holds no samples"),
+])
+def test_from_python_bad_tensors_are_one_config_error_naming_the_problem(train, message):
+    test = (np.zeros((4, 3), dtype=np.float32), np.arange(4))
+    with pytest.raises(ConfigError, match=message):
+        replaymask.benchmark_from_tensors("bad", train, test, tasks=2)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"tasks": 4}, "4 tasks do not split 6 classes evenly"),
+    ({"tasks": [[0, 1, 2], [3, 4, 5, 9]]}, "class 9 of task 2 has no training samples"),
+    ({"tasks": 2, "class_order": [0, 1, 2]}, "class_order must list every class"),
+    ({"tasks": [[0, 1, 2], [3, 4, 5]], "class_order": [5, 4, 3, 2, 1, 0]},
+     "class_order and the task lists disagree"),
+    ({"tasks": 2, "mean": [0.1, 0.2], "std": [1.0, 1.0]}, "mean must be one finite number"),
+    ({"tasks": 2, "mean": 0.5}, "give mean and std together"),
+    ({"tasks": 2, "augmentation": "crop+flip"}, r"needs images of shape \(C, H, W\)"),
+    ({"tasks": 2, "best_args_from": "seq-imagenet"}, "best_args_from must name a built-in"),
+    ({"tasks": 2, "validation_fraction": 0.9}, "validation_fraction must be a number from 0"),
+])
+def test_bad_options_are_one_config_error(options, message):
+    train, test = toy_arrays()
+    with pytest.raises(ConfigError, match=message):
+        replaymask.benchmark_from_tensors("toy", train, test, **options)
+
+
+def test_a_names_clash_with_a_built_in_benchmark_is_refused():
+    train, test = toy_arrays()
+    with pytest.raises(ConfigError, match="'seq-mnist' is a built-in benchmark's name"):
+        replaymask.benchmark_from_tensors("seq-mnist", train, test, 2)
+    with pytest.raises(ConfigError, match="a benchmark's name must be"):
+        replaymask.benchmark_from_tensors("my data/set", train, test, 2)
+
+
+def test_a_python_sweep_ships_benchmark_and_network_objects_to_its_workers(tmp_path):
+    bench = toy()
+    grid = {"model": "er", "dataset": bench, "backbone": [TinyNet, "mlp"], "buffer_size": 20,
+            "lr": 0.05, "seed": [0, 1]}
+    summary = replaymask.sweep(grid, db=tmp_path / "runs.db", workers=2, progress=False)
+    assert (summary.total, summary.ran, summary.failed) == (4, 4, 0)
+    records = replaymask.load_runs(tmp_path / "runs.db")
+    assert {r.config.get("backbone") for r in records} == {f"{__name__}.TinyNet", None}
+    alone = replaymask.run(model="er", dataset=bench, net=TinyNet, buffer_size=20, lr=0.05,
+                           seed=1, progress=False)
+    same = [r for r in records if r.hash == alone.config.hash]
+    assert same and same[0].result["accuracy_matrix"] == alone.accuracy_matrix
+    again = replaymask.sweep(grid, db=tmp_path / "runs.db", workers=2, progress=False)
+    assert again.already_done == 4
+
+
+def test_a_checkpointed_run_on_a_user_benchmark_resumes_to_the_same_result(tmp_path):
+    bench = toy(n_epochs=2)
+    clean = replaymask.run(model="derpp", dataset=bench, net=TinyNet, buffer_size=20, lr=0.05,
+                           alpha=0.3, beta=0.5, progress=False)
+    folder = tmp_path / "ckpt"
+    replaymask.run(model="derpp", dataset=bench, net=TinyNet, buffer_size=20, lr=0.05,
+                   alpha=0.3, beta=0.5, progress=False, checkpoint_dir=folder,
+                   checkpoint_every=7)
+    import shutil
+
+    newest = sorted(folder.iterdir())
+    for extra in newest[2:]:  # as if the run had been killed after its second checkpoint
+        if extra.is_file():
+            extra.unlink()
+        else:
+            shutil.rmtree(extra)
+    resumed = replaymask.run(model="derpp", dataset=bench, net=TinyNet, buffer_size=20,
+                             lr=0.05, alpha=0.3, beta=0.5, progress=False,
+                             checkpoint_dir=folder, resume=True)
+    assert resumed.accuracy_matrix == clean.accuracy_matrix
+    with pytest.raises(ConfigError, match="written for a different run"):
+        replaymask.run(model="derpp", dataset=toy(tasks=((0, 1), (2, 3), (4, 5))),
+                       net=TinyNet, buffer_size=20, lr=0.05, alpha=0.3, beta=0.5,
+                       progress=False, checkpoint_dir=folder, resume=True)

@@ -207,3 +207,87 @@ def test_the_docs_say_that_importing_a_module_runs_its_code():
     guide = (Path(__file__).resolve().parent.parent / "docs" / "own-data.md").read_text()
     for text in (readme, guide):
         assert "that module's code" in text
+
+
+DEFECTS = '''
+import numpy as np
+import torch
+from torch import nn
+
+import replaymask
+
+
+@replaymask.register_benchmark("defective")
+def defective(defect="none"):
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6)).astype(np.float32)
+    y = np.arange(40) % 4
+    test_x, test_y, tasks = x.copy(), y.copy(), [[0, 1], [2, 3]]
+    if defect == "float_labels":
+        y = y.astype(np.float32)
+    elif defect == "negative":
+        y = y - 1
+    elif defect == "two_tasks":
+        tasks = [[0, 1], [1, 2, 3]]
+    elif defect == "no_task":
+        tasks = [[0, 1], [2]]
+    elif defect == "no_test":
+        test_x, test_y = test_x[test_y != 2], test_y[test_y != 2]
+    elif defect == "empty_task":
+        tasks = [[0, 1, 2, 3], [7, 8]]
+    elif defect == "nan":
+        x[5, 2] = np.nan
+    elif defect == "shapes":
+        test_x = rng.random((40, 7)).astype(np.float32)
+    return replaymask.benchmark_from_tensors("defective", (x, y), (test_x, test_y), tasks)
+
+
+@replaymask.register_backbone("five-outputs")
+def five_outputs(num_classes):
+    return nn.Linear(6, 5)
+
+
+@replaymask.register_backbone("wrong-input")
+def wrong_input(num_classes):
+    return nn.Linear(3, num_classes)
+'''
+
+
+@pytest.mark.parametrize("options, message", [
+    (["defect=float_labels"], "train labels must be integers, got torch.float32"),
+    (["defect=negative"], "train labels must be >= 0, got -1"),
+    (["defect=two_tasks"], "class 1 is in two tasks: 1 and 2"),
+    (["defect=no_task"], "class 3 has training samples but is in no task"),
+    (["defect=no_test"], "class 2 has training samples but no test samples"),
+    (["defect=empty_task"], "task 2 has no training samples (classes [7, 8])"),
+    (["defect=nan"], "train inputs hold NaN or infinite values (1 samples, the first is "
+                     "sample 5)"),
+    (["defect=shapes"], "train and test samples have different shapes: (6,) and (7,)"),
+    (["--backbone", "five-outputs"], "gives outputs of shape (2, 5) for a batch of 2, but "
+                                     "defective has 4 classes"),
+    (["--backbone", "wrong-input"], "the network wrong-input fails on a batch of shape (2, 6)"),
+])
+def test_bad_data_and_networks_from_the_command_line_are_one_line_and_write_nothing(
+        tmp_path, monkeypatch, options, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "defects.py").write_text(DEFECTS)
+    flags = (["--dataset-option", options[0]] if options[0].startswith("defect=")
+             else options)
+    code, stdout, stderr = call(["run", "--import", "defects.py", "--model", "er",
+                                 "--dataset", "defective", "--lr", "0.1", "--out",
+                                 str(tmp_path / "out"), "--tensorboard", str(tmp_path / "tb"),
+                                 "--checkpoint-dir", str(tmp_path / "ckpt"), *flags])
+    assert_one_clear_error(code, stdout, stderr, mentions=message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["defects.py"]
+
+
+def test_analyze_instruments_a_registered_benchmark(plugin, tmp_path):
+    code, stdout, stderr = call(["analyze", "--import", plugin, "--model", "er", "--dataset",
+                                 "blobs", "--dataset-option", "tasks=2", "--lr", "0.05",
+                                 "--buffer-size", "20", "--mask-values", "none,-inf",
+                                 "--out", str(tmp_path / "analysis")])
+    assert code == 0, stderr
+    found = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+    assert set(found["runs"]) == {"plain softmax", "GMS m=-inf"}
+    run = found["runs"]["GMS m=-inf"]["0"]
+    assert run["config"]["dataset_options"] == {"tasks": 2} and run["records"]

@@ -101,7 +101,8 @@ def run_config(config: RunConfig, *, benchmark=None, net=None,
 
 def plan_sweep(grids: str | Path | Mapping | list[Mapping]) -> Sweep:
     """The runs of a sweep: a YAML file's path, one grid (a mapping of settings to a value
-    or a list of values), or a list of grids; every combination resolved once."""
+    or a list of values; ``dataset`` may be a Benchmark and ``backbone`` an nn.Module or
+    a factory), or a list of grids; every combination resolved once."""
     if isinstance(grids, (str, Path)):
         return read_sweep(grids)
     return expand_grids([grids] if isinstance(grids, Mapping) else list(grids),
@@ -139,7 +140,9 @@ def sweep(grids: str | Path | Mapping | list[Mapping], db: str | Path = DEFAULT_
                          progress=progress, ray_address=ray_address,
                          ray_cpus_per_run=ray_cpus_per_run, checkpoint_root=checkpoint_root,
                          tensorboard_root=str(tensorboard) if tensorboard is not None else None,
-                         wandb_root=str(wandb) if wandb is not None else None)
+                         wandb_root=str(wandb) if wandb is not None else None,
+                         imports=planned.imports, import_folders=planned.import_folders,
+                         objects=planned.objects)
     finally:
         store.close()
 

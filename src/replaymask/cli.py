@@ -196,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
                "summary gives the mean and 95%% interval over them (e.g. 0,1,2,3,4)")
     _flag(analyze, "--mask-values", default="none,-inf,0,detach",
           help="comma-separated: none (plain softmax), -inf, a float, detach")
+    _flag(analyze, "--lr", type=float, help="the learning rate (default: the best-args row's; "
+                                            "needed for a benchmark without best arguments)")
+    _flag(analyze, "--backbone", metavar="NAME", help="the network (default: the one the "
+                                                      "benchmark's inputs suit)")
+    analyze.add_argument("--dataset-option", "--dataset_option", dest="dataset_options",
+                         type=parse_option, action=_CollectOptions, metavar="KEY=VALUE",
+                         help="a keyword option of a registered benchmark (repeatable)")
     _flag(analyze, "--data-root", type=Path)
     _flag(analyze, "--out", type=Path, default=Path("analysis"))
 
@@ -486,7 +493,8 @@ def _analyze(args: argparse.Namespace) -> int:
         for seed in seeds:
             settings = {"model": args.model, "dataset": args.dataset,
                         "buffer_size": args.buffer_size, "seed": _integer("--seed", seed),
-                        "gms": gms}
+                        "gms": gms, "lr": args.lr, "backbone": args.backbone,
+                        "dataset_options": getattr(args, "dataset_options", None)}
             if gms:
                 settings["gms_mask_value"] = text
             variants.setdefault(name, []).append(resolve(settings, origin="command line"))

@@ -125,6 +125,8 @@ class Provenance:
         """One line: the best-args row and the values the user put in its place
         (``result.json``'s ``hyperparameter_source``)."""
         overridden = [name for name in self.overridable if name in self.user_set]
+        if not self.best_args:  # a user's benchmark, say: what was set, else the defaults
+            return "set: " + ", ".join(overridden) if overridden else "defaults"
         return self.best_args + ("; overridden: " + ", ".join(overridden) if overridden else "")
 
     def to_dict(self) -> dict:

@@ -20,7 +20,7 @@ from .checkpoint import load_newest_checkpoint, save_checkpoint
 from .evaluation import evaluate, task_confusion
 from .methods import method_class
 from .metrics import summarize
-from .networks import build_network, check_network
+from .networks import build_network
 from .observer import TrainingObserver
 from .results import DivergenceError, RunResult
 from .run_config import RunConfig
@@ -57,8 +57,8 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
     run's scenario applied) and return its results.
 
     ``net``: the nn.Module or factory the configuration's network was resolved from, where
-    it is an object (else it is built by name); it is built after the seed is set, and
-    checked on one batch before anything is trained or written.
+    it is an object (else it is built by name); it is built after the seed is set
+    (:func:`replaymask.experiments.execution.execute` has checked it on one batch).
 
     ``analysis`` adds the stability instrumentation of :mod:`replaymask.core.analysis`
     (measured on probe batches; the training itself is unchanged). ``checkpointing``
@@ -77,7 +77,6 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
     device = torch.device(config.device)
     benchmark = benchmark.to(device)
     net = build_network(config.network, benchmark.info, net).to(device)
-    check_network(net, benchmark, config.network.name or benchmark.info.default_backbone)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model = torch.compile(net) if config.compile else net

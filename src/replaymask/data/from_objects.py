@@ -16,6 +16,7 @@ Every check of the user's data is here, before anything trains: each problem is 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -180,12 +181,12 @@ def _as_tensor(value, what: str) -> torch.Tensor:
         array = np.asarray(value)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{what} must be a tensor or NumPy array: {error}") from None
-    if array.dtype == object:
+    if array.dtype.kind not in "biuf":  # objects, strings, dates, complex numbers
         raise ConfigError(f"{what} must be a tensor or a NumPy array of numbers, got "
                           f"{describe(value)}")
-    if not array.flags.writeable:
-        array = array.copy()  # torch wants writable memory
-    return torch.from_numpy(np.ascontiguousarray(array))
+    with warnings.catch_warnings():  # read-only memory is shared: inputs are never written
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _task_lists(tasks, class_order, classes: list[int], test_classes: set[int]

@@ -81,6 +81,7 @@ def execute(config: RunConfig, benchmark=None, net=None,
     """
     import torch
 
+    from ..core.networks import build_network, check_network
     from ..core.training import CheckpointMismatchError, train
     from .live_logs import live_logs
 
@@ -98,6 +99,10 @@ def execute(config: RunConfig, benchmark=None, net=None,
                               "the configuration was resolved with (its fingerprint differs)")
     run_benchmark = base.with_scenario(config.class_order_seed, config.n_tasks,
                                        config.validation_fraction)
+    # the network on one batch, before anything is announced or written (the run builds
+    # its own after seeding: the draws here do not change it)
+    check_network(build_network(config.network, run_benchmark.info, net), run_benchmark,
+                  config.network.name or config.benchmark.default_backbone)
     if options.log is not None:
         options.log(f"{config.name}; hyper-parameters: {config.provenance.summary()}; "
                     f"lr {config.lr}, minibatch {config.minibatch_size}"
