@@ -16,7 +16,8 @@ Three measurements, one at a time (run it on an otherwise idle machine):
 3. **Peak memory.** Each in a fresh process: an ER run on ``--dataset seq-fmnist``, and
    the same run on Fashion-MNIST read from Debian's IDX files with NumPy (as
    docs/own-data.md does) and brought with ``benchmark_from_tensors``; the difference of
-   their peak resident memory against the size of the tensors.
+   their peak resident memory (``VmHWM``) against the size of the tensors, and what
+   ``benchmark_from_tensors`` itself adds to the resident memory.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import argparse
 import gzip
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -117,12 +117,23 @@ def read_idx(path: Path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+def memory_now() -> tuple[int, int]:
+    """(resident, peak resident) bytes of this process's memory, from /proc (the peak of
+    this program only: getrusage's would include the parent's before exec)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text()
+                  .splitlines() if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024)
+
+
 def memory_probe(which: str) -> None:
     """In this process: one ER run, then print its peak resident memory (and the tensors'
-    size) as JSON."""
+    size, and for the user's path the resident memory before and after
+    ``benchmark_from_tensors``) as JSON."""
+    import torch  # noqa: F401 (imported first: its ~200 MiB are no part of the comparison)
+
     import replaymask
 
-    size = 0
+    found = {"tensor_bytes": 0}
     if which == "builtin":
         dataset = "seq-fmnist"
     else:
@@ -130,13 +141,15 @@ def memory_probe(which: str) -> None:
                  read_idx(FASHION / "train-labels-idx1-ubyte.gz"))
         test = (read_idx(FASHION / "t10k-images-idx3-ubyte.gz"),
                 read_idx(FASHION / "t10k-labels-idx1-ubyte.gz"))
-        size = sum(array.nbytes for array in (*train, *test))
+        found["tensor_bytes"] = sum(array.nbytes for array in (*train, *test))
+        found["resident_with_arrays"] = memory_now()[0]
         dataset = replaymask.benchmark_from_tensors("my-fmnist", train=train, test=test,
                                                     tasks=5, n_epochs=1, batch_size=10)
+        found["resident_with_benchmark"] = memory_now()[0]
     result = replaymask.run(dataset=dataset, seed=0, threads=1, progress=False,
                             **METHODS["er"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_bytes": peak, "tensor_bytes": size, "class_il": result.class_il}))
+    found["peak_bytes"], found["class_il"] = memory_now()[1], result.class_il
+    print(json.dumps(found))
 
 
 def peak_memory() -> dict:
@@ -147,10 +160,13 @@ def peak_memory() -> dict:
         found[which] = json.loads(done.stdout.strip().splitlines()[-1])
     extra = found["tensors"]["peak_bytes"] - found["builtin"]["peak_bytes"]
     size = found["tensors"]["tensor_bytes"]
+    made = found["tensors"]["resident_with_benchmark"] - found["tensors"]["resident_with_arrays"]
     found["extra_bytes"], found["extra_over_tensors"] = extra, extra / size
+    found["benchmark_from_tensors_bytes"] = made
     print(f"memory: built-in peak {found['builtin']['peak_bytes'] / 2**20:.0f} MiB, from "
           f"tensors {found['tensors']['peak_bytes'] / 2**20:.0f} MiB: {extra / 2**20:+.0f} MiB, "
-          f"{extra / size:.2f}x the tensors' {size / 2**20:.0f} MiB; same Class-IL: "
+          f"{extra / size:+.2f}x the tensors' {size / 2**20:.0f} MiB; benchmark_from_tensors "
+          f"itself {made / 2**20:+.1f} MiB ({made / size:.2f}x); same Class-IL: "
           f"{found['builtin']['class_il'] == found['tensors']['class_il']}", flush=True)
     return found
 

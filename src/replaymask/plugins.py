@@ -10,15 +10,46 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, describe
 
 ENTRY_POINT_GROUP = "replaymask.plugins"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a registered benchmark's or network's
 _LOADED_ENTRY_POINTS: list[str] = []  # names loaded in this process
 _entry_points_loaded = False
+
+
+def check_new_name(kind: str, name, reserved) -> None:
+    """A name a user's module registers (``kind``: "benchmark" or "backbone"): letters,
+    digits, '.', '_' or '-', and not one of the built-in ``reserved`` names."""
+    if not isinstance(name, str) or NAME.fullmatch(name) is None:
+        raise ConfigError(f"a {kind}'s name must be letters, digits, '.', '_' or '-' (at most "
+                          f"64, starting with a letter or digit), got {describe(name)}")
+    if name in reserved:
+        raise ConfigError(f"{name!r} is a built-in {kind}'s name: choose another")
+
+
+def check_registration(kind: str, name: str, earlier, function) -> None:
+    """``function`` may register ``name`` unless another function already has (the same
+    one again is a re-imported module, as a notebook does)."""
+    if not callable(function):
+        raise ConfigError(f"register_{kind}({name!r}) decorates a function, got "
+                          f"{describe(function)}")
+    if earlier is not None and qualified_name(earlier) != qualified_name(function):
+        raise ConfigError(f"{kind} {name!r} is registered twice: by {qualified_name(earlier)} "
+                          f"and {qualified_name(function)}")
+
+
+def qualified_name(thing) -> str:
+    """``module.qualname`` of a function or class (of an object's class otherwise)."""
+    if thing is None:
+        return "?"
+    name = getattr(thing, "__qualname__", type(thing).__name__)
+    return f"{getattr(thing, '__module__', '?')}.{name}"
 
 
 def import_modules(modules: Iterable[str], search: Iterable[str | Path] = ()) -> list[str]:

@@ -22,9 +22,14 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..data.protocols import NAME, BenchmarkInfo
+from ..data.protocols import BenchmarkInfo
 from ..errors import ConfigError, describe
-from ..plugins import load_entry_point_plugins
+from ..plugins import (
+    check_new_name,
+    check_registration,
+    load_entry_point_plugins,
+    qualified_name,
+)
 from .run_config import NetworkChoice
 
 if TYPE_CHECKING:
@@ -39,20 +44,10 @@ def register_backbone(name: str):
     """Decorator: make ``name`` a network of ``--backbone`` and sweep files. The decorated
     factory takes the number of classes (and, if it has such a parameter,
     ``input_shape``) and returns an ``nn.Module`` with one output per class."""
-    if not isinstance(name, str) or NAME.fullmatch(name) is None:
-        raise ConfigError(f"a backbone's name must be letters, digits, '.', '_' or '-', "
-                          f"got {describe(name)}")
-    if name in BUILTIN_BACKBONES:
-        raise ConfigError(f"{name!r} is a built-in backbone's name: register another")
+    check_new_name("backbone", name, BUILTIN_BACKBONES)
 
     def register(factory: Callable) -> Callable:
-        if not callable(factory):
-            raise ConfigError(f"register_backbone({name!r}) decorates a factory, got "
-                              f"{describe(factory)}")
-        earlier = _REGISTERED.get(name)
-        if earlier is not None and _qualified(earlier) != _qualified(factory):
-            raise ConfigError(f"backbone {name!r} is registered twice: by "
-                              f"{_qualified(earlier)} and {_qualified(factory)}")
+        check_registration("backbone", name, _REGISTERED.get(name), factory)
         _REGISTERED[name] = factory
         return factory
     return register
@@ -89,13 +84,13 @@ def choose_network(net, benchmark: BenchmarkInfo) -> NetworkChoice:
                               "@replaymask.register_backbone: load it with --import MODULE)")
         factory = _REGISTERED[net]
         return NetworkChoice(net, _factory_fingerprint(factory, benchmark), "registered",
-                             factory=_qualified(factory))
+                             factory=qualified_name(factory))
     from torch import nn  # an object: the user has imported torch already
 
     if isinstance(net, nn.Module):
-        return NetworkChoice(_qualified(type(net)), module_fingerprint(net), "module")
+        return NetworkChoice(qualified_name(type(net)), module_fingerprint(net), "module")
     if callable(net):
-        return NetworkChoice(_qualified(net), _factory_fingerprint(net, benchmark), "factory")
+        return NetworkChoice(qualified_name(net), _factory_fingerprint(net, benchmark), "factory")
     raise ConfigError(f"net must be an nn.Module, a factory f(num_classes) -> nn.Module or a "
                       f"backbone's name, got {describe(net)}")
 
@@ -174,7 +169,7 @@ def module_fingerprint(net: nn.Module) -> str:
     """SHA-256 of a module's class, architecture (its repr) and weights and buffers."""
     import torch
 
-    digest = hashlib.sha256(f"{_qualified(type(net))}\n{net!r}\n".encode())
+    digest = hashlib.sha256(f"{qualified_name(type(net))}\n{net!r}\n".encode())
     for key, tensor in net.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
@@ -206,7 +201,7 @@ def _call_factory(factory: Callable, benchmark: BenchmarkInfo) -> nn.Module:
             kwargs["input_shape"] = tuple(benchmark.input_shape)
     except (TypeError, ValueError):
         pass
-    name = _qualified(factory)
+    name = qualified_name(factory)
     try:
         net = factory(benchmark.num_classes, **kwargs)
     except Exception as error:
@@ -225,10 +220,3 @@ def _numel(shape) -> int:
     for size in shape:
         count *= size
     return count
-
-
-def _qualified(thing) -> str:
-    if thing is None:
-        return "?"
-    name = getattr(thing, "__qualname__", type(thing).__name__)
-    return f"{getattr(thing, '__module__', '?')}.{name}"

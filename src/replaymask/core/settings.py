@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..data.protocols import NAME
 from ..errors import ConfigError, describe
+from ..plugins import NAME
 
 KINDS = ("int", "float", "bool", "choice", "mask_value", "device", "epochs", "benchmark",
          "backbone", "options", "fingerprint")

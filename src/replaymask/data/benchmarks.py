@@ -17,11 +17,11 @@ import torch
 from ..errors import ConfigError
 from .augment import EvalTransform, TrainTransform
 from .mnist import load_image_data
-from .protocols import BENCHMARKS, BenchmarkInfo, Protocol
+from .protocols import BENCHMARKS, BenchmarkInfo, Protocol, TaskLayout
 
 
 @dataclass(frozen=True, eq=False)
-class Benchmark:
+class Benchmark(TaskLayout):
     """The tensors of a class-incremental benchmark, labels renumbered in class order.
 
     After renumbering, task k holds the labels ``offsets[k] .. offsets[k+1] - 1`` (its
@@ -49,14 +49,6 @@ class Benchmark:
     options: tuple[tuple[str, object], ...] = ()  # a registered benchmark's keyword options
 
     @property
-    def n_tasks(self) -> int:
-        return len(self.task_sizes)
-
-    @property
-    def num_classes(self) -> int:
-        return sum(self.task_sizes)
-
-    @property
     def classes_per_task(self) -> int:
         """The classes of every task, where all tasks have as many (else a ValueError)."""
         if len(set(self.task_sizes)) != 1:
@@ -66,14 +58,6 @@ class Benchmark:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_inputs.shape[1:])
-
-    @cached_property
-    def task_offsets(self) -> tuple[int, ...]:
-        """``offsets[k]``: the first label of task k; ``offsets[-1]``: the class count."""
-        offsets = [0]
-        for size in self.task_sizes:
-            offsets.append(offsets[-1] + size)
-        return tuple(offsets)
 
     @property
     def class_to_task(self) -> torch.Tensor:

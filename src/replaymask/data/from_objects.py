@@ -24,8 +24,9 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError, describe
+from ..plugins import check_new_name
 from .benchmarks import Benchmark, content_fingerprint
-from .protocols import BENCHMARKS, NAME, Protocol
+from .protocols import BENCHMARKS, Protocol
 
 AUGMENTATIONS = (None, "none", "crop+flip")
 
@@ -135,11 +136,7 @@ def _fingerprinted(benchmark: Benchmark) -> Benchmark:
 
 
 def _check_name(name) -> None:
-    if not isinstance(name, str) or NAME.fullmatch(name) is None:
-        raise ConfigError(f"a benchmark's name must be letters, digits, '.', '_' or '-' "
-                          f"(at most 64, starting with a letter or digit), got {describe(name)}")
-    if name in BENCHMARKS:
-        raise ConfigError(f"{name!r} is a built-in benchmark's name: choose another")
+    check_new_name("benchmark", name, BENCHMARKS)
 
 
 def _split(pair, split: str) -> tuple[torch.Tensor, torch.Tensor]:

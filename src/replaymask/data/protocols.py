@@ -8,10 +8,7 @@ that nothing downstream looks a benchmark up by name.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a benchmark's or backbone's name
 
 
 @dataclass(frozen=True)
@@ -39,8 +36,35 @@ class Protocol:
                 "validation_fraction": self.validation_fraction}
 
 
+class TaskLayout:
+    """What follows from ``task_sizes`` (the classes of each task, in order): shared by a
+    benchmark and its description."""
+
+    task_sizes: tuple[int, ...]
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_sizes)
+
+    @property
+    def num_classes(self) -> int:
+        return sum(self.task_sizes)
+
+    @property
+    def equal_tasks(self) -> bool:
+        return len(set(self.task_sizes)) == 1
+
+    @property
+    def task_offsets(self) -> tuple[int, ...]:
+        """``offsets[k]``: the first label of task k; ``offsets[-1]``: the class count."""
+        offsets = [0]
+        for size in self.task_sizes:
+            offsets.append(offsets[-1] + size)
+        return tuple(offsets)
+
+
 @dataclass(frozen=True)
-class BenchmarkInfo:
+class BenchmarkInfo(TaskLayout):
     """A benchmark described without its tensors: what resolving a run needs of it.
 
     ``fingerprint`` is the SHA-256 of a user benchmark's tensors, task split and protocol
@@ -58,18 +82,6 @@ class BenchmarkInfo:
     fingerprint: str | None = None
     origin: dict = field(default_factory=dict, compare=False, hash=False)
     options: tuple[tuple[str, object], ...] = ()
-
-    @property
-    def n_tasks(self) -> int:
-        return len(self.task_sizes)
-
-    @property
-    def num_classes(self) -> int:
-        return sum(self.task_sizes)
-
-    @property
-    def equal_tasks(self) -> bool:
-        return len(set(self.task_sizes)) == 1
 
     @property
     def builtin(self) -> bool:

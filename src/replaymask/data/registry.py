@@ -18,8 +18,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from ..errors import ConfigError, describe
-from ..plugins import load_entry_point_plugins
-from .protocols import BENCHMARKS, NAME, BenchmarkInfo
+from ..plugins import (
+    check_new_name,
+    check_registration,
+    load_entry_point_plugins,
+    qualified_name,
+)
+from .protocols import BENCHMARKS, BenchmarkInfo
 
 
 @dataclass(frozen=True)
@@ -43,31 +48,18 @@ def register_benchmark(name: str):
     """Decorator: make ``name`` a benchmark of the command line and sweep files. The
     decorated function returns a :class:`~replaymask.data.benchmarks.Benchmark` and may
     take keyword options."""
-    if not isinstance(name, str) or NAME.fullmatch(name) is None:
-        raise ConfigError(f"a benchmark's name must be letters, digits, '.', '_' or '-', "
-                          f"got {describe(name)}")
-    if name in BENCHMARKS:
-        raise ConfigError(f"{name!r} is a built-in benchmark's name: register another")
+    check_new_name("benchmark", name, BENCHMARKS)
 
     def register(function: Callable) -> Callable:
-        if not callable(function):
-            raise ConfigError(f"register_benchmark({name!r}) decorates a function, got "
-                              f"{describe(function)}")
-        entry = RegisteredBenchmark(name, function, getattr(function, "__module__", "?"))
         earlier = _REGISTERED.get(name)
-        if earlier is not None and _qualified(earlier.function) != _qualified(function):
-            raise ConfigError(f"benchmark {name!r} is registered twice: by "
-                              f"{_qualified(earlier.function)} and {_qualified(function)}")
+        check_registration("benchmark", name, earlier and earlier.function, function)
+        entry = RegisteredBenchmark(name, function, getattr(function, "__module__", "?"))
         if earlier is not None and earlier.function is not function:  # the module re-imported
             for key in [key for key in _BUILT if key[0] == name]:
                 del _BUILT[key]
         _REGISTERED[name] = entry
         return function
     return register
-
-
-def _qualified(function) -> str:
-    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
 
 
 def benchmark_names() -> list[str]:
@@ -145,18 +137,18 @@ def _build(entry: RegisteredBenchmark, options: dict):
         raise ConfigError(f"benchmark {entry.name!r}: {error}") from None
     except Exception as error:
         message = str(error).splitlines()[0] if str(error) else ""
-        raise ConfigError(f"benchmark {entry.name!r} ({_qualified(entry.function)}) raised "
+        raise ConfigError(f"benchmark {entry.name!r} ({qualified_name(entry.function)}) raised "
                           f"{type(error).__name__}" + (f": {message}" if message else "")
                           ) from None
     if not isinstance(built, Benchmark):
-        raise ConfigError(f"benchmark {entry.name!r}: {_qualified(entry.function)} must "
+        raise ConfigError(f"benchmark {entry.name!r}: {qualified_name(entry.function)} must "
                           f"return a Benchmark (from replaymask.benchmark_from_tensors, ...), "
                           f"got {describe(built)}")
     if built.fingerprint is None:
         raise ConfigError(f"benchmark {entry.name!r} returned a built-in benchmark; "
                           f"use --dataset {built.name} instead")
     origin = {**built.origin, "registered": entry.name, "module": entry.module,
-              "function": _qualified(entry.function)}
+              "function": qualified_name(entry.function)}
     return replace(built, name=entry.name, origin=origin,
                    options=tuple(sorted(options.items())))
 
