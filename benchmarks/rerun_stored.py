@@ -1,7 +1,7 @@
 """Re-run a sample of the runs stored in a results database and compare, bit for bit.
 
     python benchmarks/rerun_stored.py --db results/study.db [--per-pair 3] [--failed 2]
-        [--workers 2] [--out results/rerun_check.txt]
+        [--workers 2] [--out results/rerun_check.txt] [--baseline-src /tmp/before/src]
 
 The sample is deterministic: for every (model, dataset) pair, ``--per-pair`` finished runs
 spread over its buffer sizes and GMS variants (in hash order), plus ``--failed`` failed
@@ -10,14 +10,23 @@ and run the way a sweep worker runs it (one thread). A finished run must give th
 accuracy matrices, random-init and before-task accuracies and metrics, to the last bit;
 a failed one the same error message. Prints one line per run and a verdict; exits 1 on
 any difference.
+
+Float results of the CPU kernels can differ between machines, so a database recorded on
+another machine may not match anywhere. ``--baseline-src`` compares two versions of the
+code on this machine instead: the sample is run first with the package at that path (a
+worktree of an earlier commit: ``git worktree add /tmp/before REV``), then with this
+one, and each run must give the same numbers in both (the database is still shown).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -54,25 +63,42 @@ def sample(db: Path, per_pair: int, failed: int) -> list[tuple[str, str, dict, d
     return picked + failures[:failed]
 
 
-def rerun(entry) -> tuple[str, str, float]:
+def rerun(entry) -> tuple[str, dict, float]:
+    """Run one stored configuration as a sweep worker does: (hash, outcome, seconds); the
+    outcome holds the compared results, or the error without its code location."""
     from replaymask.config import resolve
     from replaymask.experiments.sweep import execute_run
 
-    key, status, stored_config, stored_result, stored_error = entry
+    key, _, stored_config, _, _ = entry
     config = resolve(stored_config)
     if config.hash != key:
-        return key, f"DIFFERENT: the stored configuration resolves to {config.hash}", 0.0
+        return key, {"hash": config.hash}, 0.0
     start = time.perf_counter()
     result, error = execute_run(config, None)
-    seconds = time.perf_counter() - start
+    outcome = {"hash": key, "error": error.split(" (")[0] if error else None,
+               "result": {name: result[name] for name in COMPARED} if result else None}
+    return key, outcome, time.perf_counter() - start
+
+
+def verdict(entry, outcome: dict, baseline: dict | None) -> str:
+    """Against the database, and (given) against the baseline code's outcome."""
+    key, status, _, stored_result, stored_error = entry
+    if outcome["hash"] != key:
+        return f"DIFFERENT: the stored configuration resolves to {outcome['hash']}"
     if status == "failed":
-        same = result is None and error.split(" (")[0] == stored_error.split(" (")[0]
-        return key, ("identical failure" if same else f"DIFFERENT: {error}"), seconds
-    if result is None:
-        return key, f"DIFFERENT: failed now ({error})", seconds
-    differing = [name for name in COMPARED if result[name] != stored_result[name]]
-    return key, ("identical" if not differing else f"DIFFERENT: {', '.join(differing)}"), \
-        seconds
+        difference = None if outcome["error"] == stored_error.split(" (")[0] \
+            else outcome["error"] or "finished now"
+    elif outcome["result"] is None:
+        difference = f"failed now ({outcome['error']})"
+    else:
+        differing = [name for name in COMPARED if outcome["result"][name] != stored_result[name]]
+        difference = ", ".join(differing) or None
+    failure = " failure" if status == "failed" else ""
+    if baseline is None:
+        return f"identical{failure}" if difference is None else f"DIFFERENT: {difference}"
+    database = f"identical{failure} to the database" if difference is None \
+        else f"differs from the database: {difference}"
+    return f"{'identical' if baseline == outcome else 'DIFFERENT'} to the baseline code; {database}"
 
 
 def main() -> int:
@@ -83,25 +109,51 @@ def main() -> int:
     parser.add_argument("--failed", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, help="also write the lines to this file")
+    parser.add_argument("--baseline-src", type=Path,
+                        help="compare with the package at this path (e.g. /tmp/before/src)")
+    parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # the baseline's run
     args = parser.parse_args()
     entries = sample(args.db, args.per_pair, args.failed)
-    lines = []
+    baseline = None
+    if args.baseline_src is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            dump = Path(tmp) / "baseline.json"
+            subprocess.run([sys.executable, __file__, "--db", str(args.db), "--per-pair",
+                            str(args.per_pair), "--failed", str(args.failed), "--workers",
+                            str(args.workers), "--dump", str(dump)], check=True,
+                           env={**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())})
+            baseline = json.loads(dump.read_text())
+    lines, outcomes = [], {}
     with ProcessPoolExecutor(args.workers) as pool:
-        for entry, (key, verdict, seconds) in zip(entries, pool.map(rerun, entries),
+        for entry, (key, outcome, seconds) in zip(entries, pool.map(rerun, entries),
                                                   strict=True):
+            outcomes[key] = outcome
+            if args.dump:
+                continue
             config = entry[2]
             gms = f"gms m={config['gms_mask_value']}" if config["gms"] else "no gms"
             line = (f"{key}  {config['model']:9} {config['dataset']:10} "
                     f"buf {config['buffer_size']:>3}  seed {config['seed']}  {gms:14} "
-                    f"{entry[1]:6}  {verdict}  ({seconds:.1f} s)")
+                    f"{entry[1]:6}  {verdict(entry, outcome, baseline and baseline[key])}  "
+                    f"({seconds:.1f} s)")
             lines.append(line)
             print(line, flush=True)
-    different = sum("DIFFERENT" in line for line in lines)
-    verdict = (f"{len(lines)} stored runs re-run: {len(lines) - different} identical, "
-               f"{different} different")
-    print(verdict)
+    if args.dump:
+        args.dump.write_text(json.dumps(outcomes))
+        return 0
+    if baseline is None:
+        different = sum("DIFFERENT" in line for line in lines)
+        summary = (f"{len(lines)} stored runs re-run: {len(lines) - different} identical, "
+                   f"{different} different")
+    else:
+        different = sum("DIFFERENT to the baseline" in line for line in lines)
+        stored = sum("differs from the database" not in line for line in lines)
+        summary = (f"{len(lines)} stored runs re-run with the baseline code and this code: "
+                   f"{len(lines) - different} identical, {different} different; "
+                   f"{stored} identical to the database on this machine")
+    print(summary)
     if args.out:
-        args.out.write_text("\n".join([*lines, verdict]) + "\n")
+        args.out.write_text("\n".join([*lines, summary]) + "\n")
     return 1 if different else 0
 
 

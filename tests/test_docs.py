@@ -78,6 +78,6 @@ def test_the_own_data_guide_runs_as_written(tmp_path, monkeypatch):
     assert run["benchmark"]["origin"]["registered"] == "fmnist-uneven"
     assert run["network"]["name"] == "small-cnn"
     report = (tmp_path / "fashion-report" / "report.md").read_text()
-    assert "fmnist-uneven@" in report and "ER [net=small-cnn, lr=0.05" in report
+    assert "fmnist-uneven@" in report and "ER [net=small-cnn@" in report and "lr=0.05" in report
     assert "GMS" in report
     sys.modules.pop("fashion", None)

@@ -365,3 +365,91 @@ def test_a_checkpointed_run_on_a_user_benchmark_resumes_to_the_same_result(tmp_p
         replaymask.run(model="derpp", dataset=toy(tasks=((0, 1), (2, 3), (4, 5))),
                        net=TinyNet, buffer_size=20, lr=0.05, alpha=0.3, beta=0.5,
                        progress=False, checkpoint_dir=folder, resume=True)
+
+
+def test_review_findings_stay_fixed(tmp_path):
+    """Each of these once went wrong: an uneven benchmark re-split to as many equal tasks
+    shared the hash of its own split; a benchmark with a scenario applied passed for the
+    benchmark itself; a module and a factory of one class shared a hash; options that
+    build the same data gave two hashes; huge labels allocated a table as large as the
+    largest label; X-DER's strong views needed a mean and std."""
+    train, test = toy_arrays()
+    uneven = replaymask.benchmark_from_tensors("toy", train, test, [[0, 1], [2, 3, 4, 5]])
+    base = {"model": "er", "lr": 0.1, "buffer_size": 20}
+    assert resolve(dataset=uneven, **base).hash != resolve(dataset=uneven, n_tasks=2,
+                                                           **base).hash
+    with pytest.raises(ConfigError, match=r"has a run's scenario applied \(class_order_seed=7"):
+        resolve(dataset=uneven.with_scenario(class_order_seed=7), **base)
+    with pytest.raises(ConfigError, match="a built-in benchmark is given by its name"):
+        resolve(dataset=_fake_builtin(), **base)
+    torch.manual_seed(0)
+    module = TinyNet()
+    assert resolve(dataset=uneven, backbone=module, **base).hash != \
+        resolve(dataset=uneven, backbone=TinyNet, **base).hash
+    huge = np.array([0, 10**12] * 20)
+    made = replaymask.benchmark_from_tensors("huge", (train[0][:40], huge),
+                                             (train[0][:40], huge), 2)
+    assert made.class_order == (0, 10**12) and made.train_labels.max() == 1
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(16) % 4
+    rgb = replaymask.benchmark_from_tensors("rgb", (images, labels), (images, labels), 2)
+    replaymask.run(model="xder", dataset=rgb, net=lambda k: nn.Sequential(
+        nn.Flatten(), nn.Linear(192, k)), lr=0.05, minibatch_size=4, buffer_size=8,
+        simclr_batch_size=4, progress=False)
+
+
+def _fake_builtin():
+    from replaymask.data.benchmarks import Benchmark
+
+    inputs = torch.zeros((4, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(4)
+    return Benchmark("seq-mnist", inputs, labels, inputs, labels, task_sizes=(2, 2),
+                     class_order=(0, 1, 2, 3))
+
+
+def test_options_that_build_the_same_data_are_the_same_run(tmp_path, monkeypatch):
+    train, test = toy_arrays()
+
+    @replaymask.register_benchmark("toy-options")
+    def toy_options(tasks=3, verbose=False):
+        return replaymask.benchmark_from_tensors("toy-options", train, test, tasks)
+
+    base = {"model": "er", "lr": 0.1, "dataset": "toy-options"}
+    plain = resolve(**base)
+    spelled = resolve(dataset_options={"tasks": 3, "verbose": True}, **{
+        k: v for k, v in base.items()})
+    assert plain.hash == spelled.hash and spelled.to_dict()["dataset_options"]["verbose"]
+    assert resolve(dataset_options={"tasks": 2}, **base).hash != plain.hash
+
+
+def test_16_bit_grayscale_images_keep_their_top_8_bits(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            folder = tmp_path / "tree" / split / name
+            folder.mkdir(parents=True)
+            pixels = np.full((4, 4), 63000 if name == "a" else 256, dtype=np.uint16)
+            Image.fromarray(pixels).save(folder / "0.png")
+    made = replaymask.benchmark_from_folder("deep", tmp_path / "tree", 2, progress=False,
+                                            cache_dir=tmp_path / "cache")
+    assert sorted(made.train_inputs.reshape(2, -1)[:, 0].tolist()) == [1, 63000 >> 8]
+
+
+def test_two_folder_benchmarks_keep_their_caches_apart(tmp_path):
+    root = write_png_tree(tmp_path / "tree")
+    cache = tmp_path / "cache"
+    for name in ("pets", "pets-b"):
+        replaymask.benchmark_from_folder(name, root, 3, progress=False, cache_dir=cache)
+    other = write_png_tree(tmp_path / "other")
+    replaymask.benchmark_from_folder("pets", other, 3, progress=False, cache_dir=cache)
+    assert len(list(cache.glob("folder-*.npz"))) == 3
+
+
+def test_a_sweep_keeps_two_same_content_benchmarks_of_two_names_apart(tmp_path):
+    train, test = toy_arrays()
+    alpha, beta = (replaymask.benchmark_from_tensors(name, train, test, 2)
+                   for name in ("alpha", "beta"))
+    summary = replaymask.sweep({"model": "sgd", "lr": 0.1, "dataset": [alpha, beta]},
+                               db=tmp_path / "runs.db", workers=1, progress=False)
+    assert (summary.ran, summary.failed) == (2, 0)

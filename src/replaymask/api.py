@@ -50,6 +50,8 @@ def run(model: str | None = None, dataset=None, *, net=None,
     """
     if net is not None and settings.get("backbone") is not None:
         raise ConfigError("give net= or backbone=, not both")
+    if net is None and _is_object(settings.get("backbone")):
+        net = settings.pop("backbone")  # an object under its sweep-grid key
     request = {key: value for key, value in (("model", model), ("dataset", dataset),
                                              ("backbone", net)) if value is not None}
     config = resolve({**request, **settings}, origin="Python")

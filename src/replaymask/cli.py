@@ -83,15 +83,16 @@ def _setting_flag(group, setting, help_text: str | None = None) -> None:
 
 
 def parse_option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE``, the value read as YAML (``4``, ``0.5``, ``true``, ``[1, 2]``, text)."""
-    import yaml
+    """``KEY=VALUE``, the value read as JSON where it is JSON (``4``, ``1e-3``, ``true``,
+    ``null``, ``[[0, 1], [2]]``, ``"1.10"``), else as the text itself (``~/data``)."""
+    import json
 
     key, equals, value = text.partition("=")
     if not equals or not key.strip():
         raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = json.loads(value)
+    except ValueError:
         parsed = value
     return key.strip().replace("-", "_"), parsed
 

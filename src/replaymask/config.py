@@ -249,11 +249,18 @@ def _benchmark_info(values: dict) -> BenchmarkInfo:
         if options:
             raise ConfigError("dataset options are for registered benchmarks; this one is an "
                               "object: build it with the options you want")
-        if dataset.fingerprint is None and dataset.name not in BENCHMARKS:
-            raise ConfigError(f"benchmark {dataset.name!r} has no fingerprint: make it with "
+        if dataset.fingerprint is None:
+            raise ConfigError(f"a built-in benchmark is given by its name: dataset="
+                              f"{dataset.name!r} (and class_order_seed=, n_tasks=, "
+                              "validation_fraction= for its scenario)"
+                              if dataset.name in BENCHMARKS else
+                              f"benchmark {dataset.name!r} has no fingerprint: make it with "
                               "replaymask.benchmark_from_tensors (or _datasets, _folder)")
-        return BENCHMARKS[dataset.name].info(dataset.name) if dataset.fingerprint is None \
-            else dataset.info
+        if dataset.scenario:
+            shown = ", ".join(f"{name}={value!r}" for name, value in dataset.scenario)
+            raise ConfigError(f"benchmark {dataset.name!r} has a run's scenario applied "
+                              f"({shown}): pass the benchmark itself and {shown}")
+        return dataset.info
     canonical_options(options)
     if dataset not in BENCHMARKS:
         from .data.registry import is_registered

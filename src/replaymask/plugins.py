@@ -53,48 +53,55 @@ def qualified_name(thing) -> str:
 
 
 def import_modules(modules: Iterable[str], search: Iterable[str | Path] = ()) -> list[str]:
-    """Import each of ``modules``: a module name (found on ``sys.path``, the current folder
-    and the folders ``search``) or the path of a ``.py`` file. Returns what was imported,
-    each as the name or absolute path that imports it again (in a sweep's worker). A module
-    that cannot be imported is a one-line ConfigError naming it and why."""
+    """Import each of ``modules``: a module name or the path of a ``.py`` file, looked for
+    in the folders ``search`` in their order (default: the current folder), before the
+    rest of ``sys.path``. Returns what was imported, each as the name or absolute path
+    that imports it again (in a sweep's worker). A module that cannot be imported is a
+    one-line ConfigError naming it and why."""
+    folders = [Path(folder) for folder in search] or [Path.cwd()]
     imported = []
     for module in modules:
         if not isinstance(module, str) or not module.strip():
             raise ConfigError(f"an import must be a module name or a .py file, got {module!r}")
-        imported.append(_import_one(module.strip(), [Path.cwd(), *map(Path, search)]))
+        imported.append(_import_one(module.strip(), folders))
     return imported
 
 
 def _import_one(module: str, folders: list[Path]) -> str:
-    if module.endswith(".py"):
-        path = Path(module)
-        path = next((folder / path for folder in folders if (folder / path).is_file()), path)
-        if not path.is_file():
-            raise ConfigError(f"cannot import {module!r}: no such file")
-        path = path.resolve()
-        name = f"replaymask_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-        if name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(name, path)
-            loaded = importlib.util.module_from_spec(spec)
-            sys.modules[name] = loaded
-            try:
-                spec.loader.exec_module(loaded)
-            except BaseException as error:
-                del sys.modules[name]
-                raise ConfigError(f"cannot import {module!r}: {_why(error)}") from None
-        return str(path)
-    for folder in reversed(folders):
-        if str(folder) not in sys.path:
-            sys.path.append(str(folder))
     try:
+        if module.endswith(".py"):
+            return _import_file(module, folders)
+        for folder in reversed(folders):  # the first folder ends up first on the path
+            if str(folder) in sys.path:
+                sys.path.remove(str(folder))
+            sys.path.insert(0, str(folder))
         importlib.import_module(module)
-    except ConfigError as error:
+        return module
+    except KeyboardInterrupt:
+        raise
+    except ConfigError as error:  # raised by the module's own registrations
         raise ConfigError(f"cannot import {module!r}: {error}") from None
     except BaseException as error:  # the module's own code raised: say what, in one line
-        if isinstance(error, KeyboardInterrupt):
-            raise
         raise ConfigError(f"cannot import {module!r}: {_why(error)}") from None
-    return module
+
+
+def _import_file(module: str, folders: list[Path]) -> str:
+    path = Path(module)
+    path = next((folder / path for folder in folders if (folder / path).is_file()), path)
+    if not path.is_file():
+        raise ConfigError("no such file")
+    path = path.resolve()
+    name = f"replaymask_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded
+        try:
+            spec.loader.exec_module(loaded)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return str(path)
 
 
 def _why(error: BaseException) -> str:
@@ -108,16 +115,18 @@ def load_entry_point_plugins() -> list[str]:
     ConfigError naming it."""
     global _entry_points_loaded
     if not _entry_points_loaded:
-        _entry_points_loaded = True
         from importlib.metadata import entry_points
 
         for entry in entry_points(group=ENTRY_POINT_GROUP):
+            if entry.name in _LOADED_ENTRY_POINTS:
+                continue
             try:
                 entry.load()
-            except BaseException as error:
-                if isinstance(error, KeyboardInterrupt):
-                    raise
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # said again at the next look-up, not skipped
                 raise ConfigError(f"the installed replaymask plugin {entry.name!r} "
                                   f"({entry.value}) cannot be imported: {_why(error)}") from None
             _LOADED_ENTRY_POINTS.append(entry.name)
+        _entry_points_loaded = True
     return list(_LOADED_ENTRY_POINTS)

@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 
 BUILTIN_BACKBONES = ("mlp", "resnet18")
 _REGISTERED: dict[str, Callable] = {}
-_FINGERPRINTS: dict[tuple, str] = {}  # (factory, num_classes, input shape) -> fingerprint
+# (id(factory), num_classes, input shape) -> (factory, fingerprint); id(module) -> (key,
+# module, fingerprint): ids, so that unhashable factories (a dataclass) can be cached too
+_FINGERPRINTS: dict[tuple, tuple] = {}
+_MODULE_FINGERPRINTS: dict[int, tuple] = {}
 
 
 def register_backbone(name: str):
@@ -160,36 +163,58 @@ def check_network(net: nn.Module, benchmark, name: str) -> None:
                           f"shape {expected}")
 
 
-def object_fingerprint(net, benchmark: BenchmarkInfo) -> str:
-    """The fingerprint of an nn.Module or a factory, as :func:`choose_network` takes it."""
-    return choose_network(net, benchmark).fingerprint
-
-
 def module_fingerprint(net: nn.Module) -> str:
-    """SHA-256 of a module's class, architecture (its repr) and weights and buffers."""
+    """SHA-256 of a module's class, the code of its classes (the torch.nn ones excepted:
+    their version is the torch version's), its architecture (its repr) and its weights and
+    buffers. Cached per module until any of its tensors is changed in place."""
     import torch
 
+    state = net.state_dict()
+    key = (id(net), repr(net), tuple((name, t.data_ptr(), t._version)
+                                     for name, t in state.items()))
+    cached = _MODULE_FINGERPRINTS.get(id(net))
+    if cached is not None and cached[0] == key and cached[1] is net:
+        return cached[2]
     digest = hashlib.sha256(f"{qualified_name(type(net))}\n{net!r}\n".encode())
-    for key, tensor in net.state_dict().items():
+    for kind in sorted({type(module) for module in net.modules()}, key=qualified_name):
+        digest.update(_source_of(kind).encode())
+    for name, tensor in state.items():
         tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
         if tensor.numel():
             digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    if len(_MODULE_FINGERPRINTS) > 256:
+        _MODULE_FINGERPRINTS.clear()
+    _MODULE_FINGERPRINTS[id(net)] = (key, net, digest.hexdigest())
     return digest.hexdigest()
 
 
+def _source_of(thing) -> str:
+    """The code of a user's class or function ("" for torch's own, or where Python cannot
+    find it: a class typed into an interpreter)."""
+    if getattr(thing, "__module__", "").startswith("torch."):
+        return ""
+    try:
+        return inspect.getsource(thing)
+    except (OSError, TypeError):
+        return ""
+
+
 def _factory_fingerprint(factory: Callable, benchmark: BenchmarkInfo) -> str:
-    """The fingerprint of what ``factory`` builds for ``benchmark`` with torch seeded 0
-    (torch's random state is left as it was)."""
+    """The fingerprint of a factory: its code and what it builds for ``benchmark`` with
+    torch seeded 0 (torch's random state is left as it was)."""
     import torch
 
-    key = (factory, benchmark.num_classes, benchmark.input_shape)
-    if key not in _FINGERPRINTS:
+    key = (id(factory), benchmark.num_classes, benchmark.input_shape)
+    cached = _FINGERPRINTS.get(key)
+    if cached is None or cached[0] is not factory:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             net = _call_factory(factory, benchmark)
-        _FINGERPRINTS[key] = module_fingerprint(net)
-    return _FINGERPRINTS[key]
+        digest = hashlib.sha256(b"factory\n" + _source_of(factory).encode()
+                                + module_fingerprint(net).encode())
+        cached = _FINGERPRINTS[key] = (factory, digest.hexdigest())
+    return cached[1]
 
 
 def _call_factory(factory: Callable, benchmark: BenchmarkInfo) -> nn.Module:

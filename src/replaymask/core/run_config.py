@@ -188,7 +188,7 @@ class RunConfig:
                        "lr_milestones": not self.benchmark.protocol.lr_milestones}
             if data[name] in left_out and implied.get(name, True):
                 del data[name]
-        if data["n_tasks"] in (None, self.benchmark.n_tasks):
+        if data["n_tasks"] is None:
             del data["n_tasks"]  # the benchmark's own split: the form of earlier runs
         if "lr_milestones" in data:
             data["lr_milestones"] = list(data["lr_milestones"])
@@ -199,10 +199,17 @@ class RunConfig:
             data["dataset_options"] = dict(self.dataset_options)
         return {**LEGACY_METHOD_KEYS, **data, **self.method_settings}
 
+    def identity(self) -> dict:
+        """What makes two runs the same run: :meth:`to_dict` without a registered
+        benchmark's options (its content fingerprint stands for what they built)."""
+        data = self.to_dict()
+        data.pop("dataset_options", None)
+        return data
+
     @property
     def hash(self) -> str:
         """A stable identifier of the configuration: the results database's key."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -213,7 +220,10 @@ class RunConfig:
         parts = [self.model, dataset, f"buf{self.buffer_size}", f"seed{self.seed}"]
         described = self.to_dict()
         if self.backbone is not None:
-            parts.append(f"net-{self.backbone.rpartition('.')[2]}")
+            net = self.backbone.rpartition(".")[2]
+            if self.backbone_fingerprint is not None:
+                net += f"-{self.backbone_fingerprint[:8]}"
+            parts.append(f"net-{net}")
         if "n_tasks" in described:
             parts.append(f"{self.n_tasks}tasks")
         if self.class_order_seed is not None:

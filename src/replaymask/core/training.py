@@ -249,7 +249,8 @@ def _load_checkpoint(checkpointing, config, device) -> dict | None:
         return None
     saved, _ = found
     written_for = json.loads(saved["config"])
-    current = config.to_dict()
+    written_for.pop("dataset_options", None)  # as in the config hash: the content decides
+    current = config.identity()
     differences = [key for key in sorted(set(written_for) | set(current))
                    if written_for.get(key) != current.get(key)]
     if differences:

@@ -156,8 +156,11 @@ class StrongTransform(EvalTransform):
         x = self._color_jitter(x)
         gray = (self._uniform(batch, 0, 1, device) < self.grayscale_p).view(-1, 1, 1, 1)
         x = torch.where(gray, rgb_to_grayscale(x), x)
-        scale, shift = self._scale_shift(device)
-        out = x * (255.0 * scale) + shift
+        if self.mean is None:  # no normalisation: pixels in [0, 1], as EvalTransform's
+            out = x
+        else:
+            scale, shift = self._scale_shift(device)
+            out = x * (255.0 * scale) + shift
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
     def _resized_crop(self, x: torch.Tensor, tries: int = 10) -> torch.Tensor:

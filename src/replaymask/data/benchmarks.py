@@ -47,6 +47,9 @@ class Benchmark(TaskLayout):
     fingerprint: str | None = None  # None: built-in (its name is its identity)
     class_names: tuple[str, ...] | None = None  # of the original classes, where named
     options: tuple[tuple[str, object], ...] = ()  # a registered benchmark's keyword options
+    # a run's scenario applied by with_scenario: (setting, value) pairs; () for the
+    # benchmark itself (only that is what a fingerprint names and a run is resolved on)
+    scenario: tuple[tuple[str, object], ...] = ()
 
     @property
     def classes_per_task(self) -> int:
@@ -110,7 +113,8 @@ class Benchmark(TaskLayout):
             if self.num_classes % n_tasks:
                 raise ConfigError(f"{n_tasks} tasks do not split {self.name}'s "
                                   f"{self.num_classes} classes evenly")
-            benchmark = replace(benchmark, task_sizes=(self.num_classes // n_tasks,) * n_tasks)
+            benchmark = replace(benchmark, task_sizes=(self.num_classes // n_tasks,) * n_tasks,
+                                scenario=(*benchmark.scenario, ("n_tasks", n_tasks)))
         if class_order_seed is not None:
             generator = torch.Generator().manual_seed(class_order_seed)
             permutation = torch.randperm(self.num_classes, generator=generator)
@@ -119,17 +123,26 @@ class Benchmark(TaskLayout):
             benchmark = replace(
                 benchmark, train_labels=relabel.to(self.train_labels.device)[self.train_labels],
                 test_labels=relabel.to(self.test_labels.device)[self.test_labels],
-                class_order=tuple(self.class_order[i] for i in permutation.tolist()))
+                class_order=tuple(self.class_order[i] for i in permutation.tolist()),
+                scenario=(*benchmark.scenario, ("class_order_seed", class_order_seed)))
         if validation_fraction:
             kept, held_out = hold_out_validation(benchmark.train_labels, validation_fraction)
             inputs, labels = benchmark.train_inputs, benchmark.train_labels
+            counts = torch.bincount(labels[held_out].cpu(), minlength=self.num_classes)
+            if not bool((counts > 0).all()):
+                empty = int((counts == 0).nonzero()[0, 0])
+                raise ConfigError(
+                    f"--validation-fraction {validation_fraction:g} holds out no training "
+                    f"sample of {self.name}'s class {benchmark.class_order[empty]} (it has "
+                    f"{int((labels == empty).sum())}): choose a larger fraction")
             what = "images" if inputs.dtype == torch.uint8 else "samples"
             benchmark = replace(
                 benchmark, train_inputs=inputs[kept], train_labels=labels[kept],
                 test_inputs=inputs[held_out], test_labels=labels[held_out],
                 source=benchmark.source + (
                     f"; evaluated on a validation split: {validation_fraction:.0%} of every "
-                    f"class's training {what} held out ({len(held_out)}), not the test set"))
+                    f"class's training {what} held out ({len(held_out)}), not the test set"),
+                scenario=(*benchmark.scenario, ("validation_fraction", validation_fraction)))
         return benchmark
 
 

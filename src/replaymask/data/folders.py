@@ -23,7 +23,7 @@ from .from_objects import _check_name, benchmark_from_tensors
 from .sources import default_cache_dir, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-CACHE_FORMAT = "folder-v1"  # change when decoding changes: older caches are then ignored
+CACHE_FORMAT = "folder-v2"  # change when decoding changes: older caches are then ignored
 SPLITS = ("train", "test")
 CACHED_KEYS = ("train_inputs", "train_labels", "test_inputs", "test_labels")
 
@@ -56,7 +56,9 @@ def benchmark_from_folder(name: str, root: str | Path, tasks: int | Sequence, *,
                               f"images (no {root}/test/{class_name}/ with images)")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _cache_key(listing, size)
-    cache_file = cache / f"folder-{name}-{key}.npz"
+    # one cache per benchmark name and root: a new key replaces only that one's older file
+    place = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    cache_file = cache / f"folder-{name}-{place}-{key}.npz"
     arrays = _read_cache(cache_file, names)
     if arrays is None:
         arrays = {}
@@ -70,7 +72,7 @@ def benchmark_from_folder(name: str, root: str | Path, tasks: int | Sequence, *,
             arrays[f"{split}_labels"] = np.asarray(labels, dtype=np.int64)
         _unify_channels(arrays)
         write_cached_arrays(cache_file, {**arrays, "class_names": np.asarray(names)},
-                            stale=f"folder-{name}-*.npz")
+                            stale=f"folder-{name}-{place}-*.npz")
     options.setdefault("source", f"folder {root}: {len(arrays['train_labels'])} training and "
                                  f"{len(arrays['test_labels'])} test images, "
                                  f"{len(names)} classes")
@@ -147,11 +149,17 @@ def decode_images(paths: list[Path], size: tuple[int, int] | None, what: str,
         path = paths[i]
         try:
             with Image.open(path) as image:
-                image = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "F")
-                                      else "RGB")
+                if image.mode.startswith("I;16"):  # 16-bit grayscale: its top 8 bits
+                    image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8), "L")
+                elif image.mode in ("I", "F"):
+                    raise ConfigError(f"{path}: a {image.mode!r} image (32-bit integer or "
+                                      "float pixels): convert the images to 8 or 16 bits")
+                image = image.convert("L" if image.mode in ("1", "L") else "RGB")
                 if size is not None and image.size != (size[1], size[0]):
                     image = image.resize((size[1], size[0]), Image.BILINEAR)
                 array = np.asarray(image)
+        except ConfigError:
+            raise
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) \
                 as error:
             raise ConfigError(one_line(f"{path}: unreadable or corrupt image ({error})")) \

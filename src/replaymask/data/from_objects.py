@@ -72,6 +72,9 @@ def benchmark_from_tensors(
     ``validation_fraction`` (at most 0.5) makes runs evaluate, by default, on that
     fraction of every class's training samples, held out, instead of the test set (as
     ``--validation-fraction``).
+
+    The benchmark shares the memory of ``x`` (uint8 inputs are not copied): do not change
+    them in place afterwards.
     """
     _check_name(name)
     train_x, train_y = _split(train, "train")
@@ -95,16 +98,21 @@ def benchmark_from_tensors(
         validation_fraction=_fraction(validation_fraction))
     if (protocol.mean is None) != (protocol.std is None):
         raise ConfigError("give mean and std together, or neither")
-    relabel = torch.full((max(max(classes), max(test_classes)) + 1,), -1, dtype=torch.long)
-    relabel[torch.tensor(order)] = torch.arange(len(order))
+    # label j for class order[j]; any integers (sparse, huge) through a sorted lookup
+    known = torch.tensor(sorted(order), dtype=torch.long)
+    position = {c: j for j, c in enumerate(order)}
+    new_label = torch.tensor([position[c] for c in known.tolist()], dtype=torch.long)
+
+    def relabel(labels: torch.Tensor) -> torch.Tensor:
+        return new_label[torch.searchsorted(known, labels)]
     if class_names is not None:
         class_names = tuple(str(name) for name in class_names)
         if len(class_names) <= max(order):
             raise ConfigError(f"class_names has {len(class_names)} names, but the labels go "
                               f"up to {max(order)}")
     benchmark = Benchmark(
-        name=name, train_inputs=train_x, train_labels=relabel[train_y], test_inputs=test_x,
-        test_labels=relabel[test_y], task_sizes=tuple(len(task) for task in task_lists),
+        name=name, train_inputs=train_x, train_labels=relabel(train_y), test_inputs=test_x,
+        test_labels=relabel(test_y), task_sizes=tuple(len(task) for task in task_lists),
         class_order=tuple(order), protocol=protocol,
         source=source or f"tensors: {len(train_y)} training and {len(test_y)} test samples "
                          f"of shape {tuple(train_x.shape[1:])}",

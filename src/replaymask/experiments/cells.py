@@ -38,7 +38,7 @@ def changed_hyperparameters(config: dict) -> list[tuple[str, object]]:
     replay batch, the method's own) whose stored value is not the one the method's
     best-args row gives this benchmark and buffer size (all of them where the benchmark
     has no best arguments, as a user's own)."""
-    network = [("net", config["backbone"].rpartition(".")[2])] if config.get("backbone") else []
+    network = [("net", network_label(config))] if config.get("backbone") else []
     defaults = None
     if config.get("benchmark_fingerprint") is None:
         defaults = _best_arguments(config["model"], config["dataset"], config["buffer_size"])
@@ -83,6 +83,15 @@ def split_label(label: str) -> tuple[str, str]:
 def base_label(label: str) -> str:
     """The method's name in a cell label: 'ER [lr=0.01] + GMS (m=-inf)' -> 'ER'."""
     return split_label(label)[0].split(" [")[0]
+
+
+def network_label(config: dict) -> str:
+    """A stored configuration's network, where it is not the benchmark's default: its
+    name (a class's or factory's without its module), and for any but a built-in one the
+    first 8 hex digits of its fingerprint ('SmallCNN@5e6f7a8b')."""
+    name = config["backbone"].rpartition(".")[2]
+    fingerprint = config.get("backbone_fingerprint")
+    return name if fingerprint is None else f"{name}@{fingerprint[:8]}"
 
 
 def dataset_label(config: dict) -> str:

@@ -91,12 +91,14 @@ def execute(config: RunConfig, benchmark=None, net=None,
     if net is not None and config.network.kind not in ("module", "factory"):
         raise ConfigError("net= was given, but the configuration was resolved without it: "
                           "resolve it with backbone=net")
-    if net is not None:
-        from ..core.networks import object_fingerprint
+    if net is not None or config.network.kind == "registered":
+        from ..core.networks import choose_network
 
-        if object_fingerprint(net, config.benchmark) != config.backbone_fingerprint:
-            raise ConfigError(f"the network given ({config.network.name}) is not the one "
-                              "the configuration was resolved with (its fingerprint differs)")
+        now = choose_network(net if net is not None else config.backbone, config.benchmark)
+        if (now.kind, now.fingerprint) != (config.network.kind, config.backbone_fingerprint):
+            raise ConfigError(f"the network {config.network.name} is not the one the "
+                              "configuration was resolved with (its fingerprint differs: "
+                              "its code or initial weights changed)")
     run_benchmark = base.with_scenario(config.class_order_seed, config.n_tasks,
                                        config.validation_fraction)
     # the network on one batch, before anything is announced or written (the run builds
@@ -136,7 +138,8 @@ def benchmark_for(config: RunConfig, given=None, data_root=None, download: bool 
     from ..data.registry import registered_benchmark
 
     if given is not None:
-        if given.name != config.dataset or given.fingerprint != config.benchmark_fingerprint:
+        if (given.name != config.dataset or given.fingerprint != config.benchmark_fingerprint
+                or given.scenario):
             raise ConfigError(f"the benchmark given ({given.name}) is not the one the "
                               f"configuration was resolved on ({config.benchmark.label})")
         return given

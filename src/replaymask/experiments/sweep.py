@@ -95,17 +95,18 @@ def read_sweep(path: str | Path, imports: tuple[str, ...] = ()) -> Sweep:
         raise SweepError(f"{path}: not valid YAML (nested too deeply)") from None
     except (yaml.YAMLError, ValueError) as error:  # ValueError: e.g. `!!int abc`, 2021-02-30
         raise SweepError(f"{path}: not valid YAML ({_first_line(error)})") from None
-    modules = list(imports)
+    listed = []
     if isinstance(document, dict) and "import" in document:
         listed = document.pop("import")
         listed = [listed] if isinstance(listed, str) else listed
         if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
             raise SweepError(f"{path}: 'import' must be a module name or a list of them, "
                              f"got {describe(listed)}")
-        modules += listed
-    folders = (str(Path.cwd()), str(path.resolve().parent))
+    # the file's own imports from its folder first, the command line's from the current one
+    folders = (str(path.resolve().parent), str(Path.cwd()))
     try:
-        imported = import_modules(modules, search=folders)
+        imported = import_modules(imports, search=folders[1:])
+        imported += import_modules(listed, search=folders)
     except ConfigError as error:
         raise SweepError(f"{path}: {error}") from None
     if isinstance(document, dict) and "grids" in document:
@@ -214,12 +215,22 @@ def _expand(path: str, grid, origin: str, objects: dict) -> list[RunConfig]:
         except ConfigError as error:
             shown = ", ".join(f"{k!r}: {describe(v)}" for k, v in run.items())
             raise SweepError(f"{path}: run {{{shown}}}: {error}") from None
-        if not isinstance(run.get("dataset", ""), str) and config.benchmark_fingerprint:
-            objects[("benchmark", config.benchmark_fingerprint)] = run["dataset"]
-        if not isinstance(run.get("backbone", ""), str) and config.backbone_fingerprint:
-            objects[("net", config.backbone_fingerprint)] = run["backbone"]
+        if not isinstance(run.get("dataset", ""), str):
+            objects[benchmark_key(config)] = run["dataset"]
+        if not isinstance(run.get("backbone", ""), str):
+            objects[network_key(config)] = run["backbone"]
         configs.append(config)
     return configs
+
+
+def benchmark_key(config: RunConfig) -> tuple:
+    """How a sweep's benchmark object is found for a run: its name and fingerprint."""
+    return ("benchmark", config.dataset, config.benchmark_fingerprint)
+
+
+def network_key(config: RunConfig) -> tuple:
+    """How a sweep's network object (nn.Module or factory) is found for a run."""
+    return ("net", config.network.kind, config.backbone, config.backbone_fingerprint)
 
 
 def _is_object(kind: str, value) -> bool:
@@ -425,6 +436,17 @@ _CONTEXT: list[WorkerContext] = [WorkerContext()]
 _BENCHMARKS: dict = {}
 
 
+def _registering_modules(config: RunConfig) -> list[str]:
+    """The modules that registered the run's benchmark and network by name (a Python
+    sweep's worker imports them itself: nothing else names them)."""
+    found = [config.benchmark.origin.get("module")] if config.benchmark.origin.get(
+        "registered") else []
+    if config.network.kind == "registered":
+        found.append(config.network.factory.rpartition(".")[0].split(".<locals>")[0])
+    return [module for module in found if module and module != "__main__"
+            and not module.startswith("replaymask_user_")]
+
+
 def _start_worker(context: WorkerContext) -> None:
     """A worker's first act: keep the sweep's context and import the user's modules (a
     module that fails is reported by each run: see :func:`execute_run`)."""
@@ -455,14 +477,15 @@ def execute_run(config: RunConfig, data_root: str | None, checkpoint_dir: str | 
     torch.set_num_threads(1)
     context = _CONTEXT[0]
     try:
-        import_modules(context.imports, search=context.import_folders)
+        import_modules([*context.imports, *_registering_modules(config)],
+                       search=context.import_folders)
         objects = context.objects
         key = (config.dataset, config.benchmark_fingerprint,
                json.dumps(dict(config.dataset_options), sort_keys=True), data_root)
         if key not in _BENCHMARKS:
-            given = objects.get(("benchmark", config.benchmark_fingerprint))
+            given = objects.get(benchmark_key(config))
             _BENCHMARKS[key] = benchmark_for(config, given, data_root, download=False)
-        net = objects.get(("net", config.backbone_fingerprint)) \
+        net = objects.get(network_key(config)) \
             if config.network.kind in ("module", "factory") else None
         checkpointing = None if checkpoint_dir is None else Checkpointing(
             Path(checkpoint_dir), resume=True, warn=lambda message: None)
