@@ -10,17 +10,15 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import ConfigError, describe
 from .benchmarks import Benchmark
 from .cache import read_cached_arrays, write_cached_arrays
 from .from_objects import _check_name, benchmark_from_tensors
-from .sources import default_cache_dir, one_line
+from .sources import decode_in_threads, default_cache_dir, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CACHE_FORMAT = "folder-v2"  # change when decoding changes: older caches are then ignored
@@ -166,11 +164,7 @@ def decode_images(paths: list[Path], size: tuple[int, int] | None, what: str,
                 from None
         decoded[i] = array.transpose(2, 0, 1) if array.ndim == 3 else array
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as executor:
-        for _ in tqdm(executor.map(decode, range(len(paths))), total=len(paths),
-                      desc=f"decoding {what} images", unit="img", disable=not progress,
-                      mininterval=0.5):
-            pass
+    decode_in_threads(decode, len(paths), f"decoding {what} images", progress)
     shapes = {array.shape[-2:] for array in decoded}
     if len(shapes) > 1:
         first = decoded[0].shape[-2:]

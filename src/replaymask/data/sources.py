@@ -4,10 +4,13 @@ and the form a data set comes back in."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 
 class DataError(Exception):
@@ -44,3 +47,18 @@ def default_cache_dir() -> Path:
 def one_line(text: str) -> str:
     """``text`` with its runs of whitespace (line breaks included) as single spaces."""
     return " ".join(str(text).split())
+
+
+def decode_in_threads(decode: Callable[[int], None], count: int, description: str,
+                      progress: bool | None = None) -> None:
+    """``decode(i)`` for i in ``range(count)`` on a few threads (Pillow decodes without
+    the GIL), with a progress bar; the first error stops the rest and is raised.
+    ``progress`` None: a bar only on a terminal."""
+    executor = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
+        for _ in tqdm(executor.map(decode, range(count)), total=count, desc=description,
+                      unit="img", disable=None if progress is None else not progress,
+                      mininterval=0.5):
+            pass
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

@@ -9,14 +9,12 @@ grayscale JPEGs become RGB.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from .sources import DataError, one_line
+from .sources import DataError, decode_in_threads, one_line
 
 TINY_SIDE = 64
 
@@ -138,12 +136,5 @@ def decode_jpegs(paths: list[Path], what: str) -> np.ndarray:
                 from None
         out[i] = np.asarray(rgb).transpose(2, 0, 1)
 
-    executor = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        done = executor.map(decode, range(len(paths)))
-        for _ in tqdm(done, total=len(paths), desc=f"decoding {what} JPEGs", unit="img",
-                      disable=None):
-            pass
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+    decode_in_threads(decode, len(paths), f"decoding {what} JPEGs")
     return out
