@@ -27,7 +27,7 @@ TENSORBOARD_HELP = ("live logs for TensorBoard (the tensorboard extra) in DIR/<r
                     "run's settings as hyper-parameters (and --analysis's records)")
 WANDB_HELP = ("the same logs for Weights & Biases (the wandb extra), kept in DIR/wandb/ "
               "(offline unless WANDB_MODE says otherwise; upload later with wandb sync)")
-COMMANDS = ("run", "sweep", "runs", "report", "analyze", "methods", "benchmarks")
+COMMANDS = ("run", "sweep", "search", "runs", "report", "analyze", "methods", "benchmarks")
 IMPORT_HELP = ("import a module of yours first (a name found from the current folder, or a "
                ".py file; repeatable): its @replaymask.register_benchmark and "
                "@replaymask.register_backbone names become usable. This runs the module's "
@@ -178,6 +178,28 @@ def build_parser() -> argparse.ArgumentParser:
                "TensorBoard's HParams view lists them side by side")
     _flag(sweep, "--wandb", type=Path, metavar="DIR", help=WANDB_HELP + "; one W&B run each")
 
+    search = commands.add_parser(
+        "search", help="tune every cell's hyper-parameters with Optuna on the validation "
+                       "split, both sides alike (resumable); then write the selections' test "
+                       "sweep",
+        description="For each cell of SEARCH.yaml, a seeded Optuna TPE search of its space on "
+                    "the validation split, every run recorded in the results database; then "
+                    "a sweep file running each fully searched cell's selection on the test "
+                    "set (see replaymask.experiments.search).")
+    search.add_argument("search_file", type=Path, metavar="SEARCH.yaml")
+    _import_flag(search)
+    _flag(search, "--db", type=Path, default=Path(DEFAULT_DB), help="results database (SQLite)")
+    _flag(search, "--journal", type=Path, metavar="FILE",
+          help="the searches' Optuna journal (default: DB.search.journal beside the database)")
+    _flag(search, "--workers", type=int, default=2, help="cells searched side by side")
+    _flag(search, "--selected", type=Path, metavar="FILE",
+          help="the test sweep of the selections (default: SEARCH-selected.yaml beside "
+               "SEARCH.yaml)")
+    _flag(search, "--data-root", type=Path)
+    _flag(search, "--no-progress", action="store_true")
+    _flag(search, "--dry-run", action="store_true",
+          help="list the cells, what each searches, and the runs it asks for; run nothing")
+
     runs = commands.add_parser("runs", help="list the runs in the results database")
     _flag(runs, "--db", type=Path, default=Path(DEFAULT_DB))
     _flag(runs, "--status", choices=["done", "failed"])
@@ -239,11 +261,12 @@ def main(argv: list[str] | None = None) -> int:
                   if isinstance(value, list) and name != "imports"]
         if listed:
             raise ConfigError(f"argument --{listed[0].replace('_', '-')}: expected one argument")
-        handlers = {"run": _main, "sweep": _sweep, "runs": _runs, "report": _report,
+        handlers = {"run": _main, "sweep": _sweep, "search": _search, "runs": _runs,
+                    "report": _report,
                     "analyze": _analyze, "methods": _methods, "benchmarks": _benchmarks}
         if args.command is None:
             raise ConfigError(f"choose a command: {', '.join(COMMANDS)} (see --help)")
-        if args.command != "sweep" and getattr(args, "imports", None):
+        if args.command not in ("sweep", "search") and getattr(args, "imports", None):
             from .plugins import import_modules
 
             import_modules(args.imports)
@@ -379,6 +402,58 @@ def _sweep(args: argparse.Namespace) -> int:
           + (f"; TensorBoard logs in {args.tensorboard}" if args.tensorboard is not None else "")
           + (f"; W&B runs in {args.wandb}" if args.wandb is not None else ""))
     return 1 if summary.failed else 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .experiments import search as searches
+    from .experiments.sweep import SweepError
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be an integer >= 1, got {args.workers}")
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ConfigError("replaymask search needs Optuna: pip install 'replaymask[search]'"
+                          ) from None
+    try:
+        planned = searches.read_search(args.search_file, tuple(args.imports))
+    except SweepError as error:
+        raise ConfigError(str(error)) from None
+    runs = len(planned.cells) * planned.trials * len(planned.seeds)
+    print(f"search: {len(planned.cells)} cells x {planned.trials} trials x "
+          f"{len(planned.seeds)} seeds = at most {runs} validation runs, then "
+          f"{len(planned.cells) * len(planned.test_seeds)} test runs", file=sys.stderr)
+    if args.dry_run:
+        for cell in planned.cells:
+            searched = ", ".join(d.name for d in planned.dimensions(cell))
+            print(f"{searches.cell_key(cell)}  searches: {searched}")
+        return 0
+    journal = args.journal or args.db.with_name(args.db.name + ".search.journal")
+    selected = args.selected or args.search_file.with_name(
+        args.search_file.stem + "-selected.yaml")
+    for flag, path in (("--journal", journal), ("--selected", selected)):
+        from .experiments.execution import require_writable
+
+        require_writable(flag, path.parent)
+    _open_store(args.db, create=True).close()
+    outcomes = searches.run_search(planned, args.db, journal, workers=args.workers,
+                                   progress=not args.no_progress,
+                                   data_root=_text(args.data_root))
+    for outcome in outcomes:
+        chosen = outcome.selected
+        failed = sum(value is None for _, value in outcome.trials)
+        best = (f"{chosen[1]:6.2f}  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float)
+                                                   else f"{k}={v}"
+                                                   for k, v in chosen[0].items())
+                if chosen else "  none")
+        print(f"{searches.cell_key(outcome.cell)}  {len(outcome.trials)} trials "
+              f"({failed} failed)  best {best}")
+    from .core.results import atomic_write
+
+    atomic_write(selected, searches.selected_sweep(planned, outcomes))
+    print(f"search: wrote {selected}; run the test runs with: replaymask sweep {selected} "
+          f"--db {args.db}")
+    return 0
 
 
 def _text(path: Path | None) -> str | None:

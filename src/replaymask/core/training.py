@@ -28,6 +28,19 @@ from .run_config import RunConfig
 CHECK_EVERY = 100  # steps between loss read-backs (divergence check, progress bar)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (float results of CPU kernels can differ between models)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -200,7 +213,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         task_times_s=run_state["task_times"],
         analysis=probe.records if probe is not None else None,
         task_confusion=confusion,
-        versions={"replaymask": __version__, "torch": torch.__version__},
+        versions={"replaymask": __version__, "torch": torch.__version__, "cpu": cpu_model()},
         task_sizes=list(benchmark.task_sizes),
     )
 

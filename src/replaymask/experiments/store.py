@@ -143,6 +143,15 @@ class ResultsStore:
         return dict(self._retry(lambda: self.connection.execute(
             "SELECT config_hash, status FROM runs").fetchall()))
 
+    def outcome(self, config_hash: str) -> tuple[str, dict | None, str | None] | None:
+        """One run's (status, result, error), or None if the database does not hold it."""
+        row = self._retry(lambda: self.connection.execute(
+            "SELECT status, result, error FROM runs WHERE config_hash = ?",
+            (config_hash,)).fetchone())
+        if row is None:
+            return None
+        return row[0], json.loads(row[1]) if row[1] else None, row[2]
+
     def runs(self, status: str | None = None) -> list[dict]:
         """Every run as a dict with parsed JSON fields, oldest first."""
         query = "SELECT * FROM runs" + (" WHERE status = ?" if status else "") + \

@@ -75,9 +75,28 @@ def read_sweep(path: str | Path, imports: tuple[str, ...] = ()) -> Sweep:
     names the grids may use; importing a module runs its code. Any problem with the file
     is one SweepError naming it.
     """
+    path = Path(path)
+    document, imported, folders = load_document(path, imports)
+    if isinstance(document, dict) and "grids" in document:
+        if len(document) > 1:
+            raise SweepError(f"{path}: 'grids' cannot be mixed with run settings: "
+                             "put the settings in each grid")
+        grids = document["grids"]
+        if not isinstance(grids, list) or not grids:
+            raise SweepError(f"{path}: 'grids' must be a non-empty list of mappings")
+    else:
+        grids = [document]
+    expanded = expand_grids(grids, where=str(path), origin=f"sweep file {path.name}")
+    return Sweep(expanded.configs, expanded.combinations, tuple(imported), folders,
+                 expanded.objects)
+
+
+def load_document(path: Path, imports: tuple[str, ...] = ()) -> tuple[object, list, tuple]:
+    """A sweep or search file's YAML, with its top-level ``import:`` taken out and done
+    (and ``imports``, the command line's): (document, what was imported, the folders
+    workers look in). Any problem is one SweepError naming the file."""
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -109,18 +128,7 @@ def read_sweep(path: str | Path, imports: tuple[str, ...] = ()) -> Sweep:
         imported += import_modules(listed, search=folders)
     except ConfigError as error:
         raise SweepError(f"{path}: {error}") from None
-    if isinstance(document, dict) and "grids" in document:
-        if len(document) > 1:
-            raise SweepError(f"{path}: 'grids' cannot be mixed with run settings: "
-                             "put the settings in each grid")
-        grids = document["grids"]
-        if not isinstance(grids, list) or not grids:
-            raise SweepError(f"{path}: 'grids' must be a non-empty list of mappings")
-    else:
-        grids = [document]
-    expanded = expand_grids(grids, where=str(path), origin=f"sweep file {path.name}")
-    return Sweep(expanded.configs, expanded.combinations, tuple(imported), folders,
-                 expanded.objects)
+    return document, imported, folders
 
 
 def expand_grids(grids: list, where: str = "grid", origin: str = "grid") -> Sweep:

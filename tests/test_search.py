@@ -1,0 +1,129 @@
+"""The per-cell hyper-parameter search: Optuna trials that are runs of the results database,
+both sides of a comparison searched alike, resumable, and a test sweep of the selections."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from replaymask.experiments.search import (
+    cell_key,
+    read_search,
+    run_search,
+    selected_sweep,
+)
+from replaymask.experiments.sweep import SweepError, load_sweep
+
+from .test_hardened_inputs import assert_one_clear_error, call
+
+SEARCH = """\
+cells:
+  - {model: er, gms: [false, true], buffer_size: 10, dataset: seq-mnist}
+space:
+  lr: {log: [0.001, 0.3]}
+  minibatch_size: {choice: [10, 32]}
+  alpha: {log: [0.1, 1.0]}
+  gms_mask_value: {choice: [-inf, -2, 0]}
+trials: 3
+startup_trials: 2
+seeds: [0, 1]
+validation_fraction: 0.2
+test_seeds: [10, 11, 12]
+"""
+
+
+def test_each_cell_searches_only_the_settings_that_can_matter_there(tmp_path):
+    path = tmp_path / "search.yaml"
+    path.write_text(SEARCH.replace("model: er", "model: [sgd, er, der, derpp]"))
+    search = read_search(path)
+    searched = {(cell["model"], cell["gms"]): [d.name for d in search.dimensions(cell)]
+                for cell in search.cells}
+    assert searched[("sgd", False)] == ["lr"]
+    assert searched[("er", False)] == ["lr", "minibatch_size"]
+    assert searched[("der", True)] == ["lr", "minibatch_size", "alpha", "gms_mask_value"]
+    assert searched[("derpp", False)] == ["lr", "minibatch_size", "alpha"]
+
+
+def test_a_search_records_every_trial_run_resumes_and_selects_the_best(tmp_path,
+                                                                       mnist_like_root):
+    path = tmp_path / "search.yaml"
+    path.write_text(SEARCH)
+    search = read_search(path)
+    db, journal = tmp_path / "runs.db", tmp_path / "search.journal"
+    outcomes = run_search(search, db, journal, workers=2, progress=False,
+                          data_root=str(mnist_like_root))
+    assert [len(outcome.trials) for outcome in outcomes] == [3, 3]
+    rows = sqlite3.connect(db).execute("SELECT config FROM runs").fetchall()
+    assert len(rows) <= 12 and all('"validation_fraction": 0.2' in row[0] for row in rows)
+    for outcome in outcomes:
+        best_params, best = outcome.selected
+        assert best == max(value for _, value in outcome.trials if value is not None)
+        assert ("gms_mask_value" in best_params) == outcome.cell["gms"]
+    again = run_search(search, db, journal, workers=1, progress=False,
+                       data_root=str(mnist_like_root))
+    assert [o.trials for o in again] == [o.trials for o in outcomes]  # nothing re-run
+    assert len(sqlite3.connect(db).execute("SELECT config FROM runs").fetchall()) == len(rows)
+    sweep = tmp_path / "selected.yaml"
+    sweep.write_text(selected_sweep(search, again))
+    configs = load_sweep(sweep)
+    assert len(configs) == 6 and {c.seed for c in configs} == {10, 11, 12}
+    assert {c.validation_fraction for c in configs} == {0.0}  # the test set
+
+
+def test_a_trial_left_running_by_a_killed_search_is_scored_when_it_resumes(tmp_path,
+                                                                           mnist_like_root):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = tmp_path / "search.yaml"
+    path.write_text(SEARCH.replace("gms: [false, true]", "gms: false"))
+    search = read_search(path)
+    journal = tmp_path / "search.journal"
+    study = optuna.create_study(study_name=cell_key(search.cells[0]), direction="maximize",
+                                storage=JournalStorage(JournalFileBackend(str(journal))))
+    study.ask({"lr": optuna.distributions.FloatDistribution(0.001, 0.3, log=True),
+               "minibatch_size": optuna.distributions.CategoricalDistribution([10, 32])})
+    (outcome,) = run_search(search, tmp_path / "runs.db", journal, workers=1, progress=False,
+                            data_root=str(mnist_like_root))
+    assert len(outcome.trials) == 3
+    states = [trial.state.name for trial in study.get_trials()]
+    assert states == ["COMPLETE"] * 3
+
+
+@pytest.mark.parametrize("text, message", [
+    (SEARCH.replace("trials: 3", "trials: 0"), "'trials' must be an integer >= 1"),
+    (SEARCH.replace("lr: {log: [0.001, 0.3]}", "lr: {log: [0.3, 0.001]}"),
+     "space 'lr': log needs [low, high] with 0 < low < high"),
+    (SEARCH.replace("lr: {log", "lr: {uniform"), "space 'lr' must be {log: [low, high]}"),
+    (SEARCH + "budget: 3\n", "unknown key 'budget'"),
+    (SEARCH.replace("buffer_size: 10,", "buffer_size: 10, seed: 3,"),
+     "a cell takes no seed or validation_fraction"),
+    (SEARCH.replace("model: er", "model: erx"), "--model must be one of"),
+    (SEARCH.replace("test_seeds: [10, 11, 12]\n", ""), "'test_seeds' is missing"),
+])
+def test_a_bad_search_file_is_one_line_and_writes_nothing(tmp_path, text, message):
+    path = tmp_path / "search.yaml"
+    path.write_text(text)
+    with pytest.raises(SweepError, match=message.replace("[", r"\[").replace("{", r"\{")):
+        read_search(path)
+    code, stdout, stderr = call(["search", str(path), "--db", str(tmp_path / "runs.db")])
+    assert_one_clear_error(code, stdout, stderr, mentions=message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["search.yaml"]
+
+
+def test_the_study_search_file_is_the_plan(tmp_path):
+    """docs/study/search.yaml holds what docs/study/plan.md section 2 says."""
+    from pathlib import Path
+
+    search = read_search(Path(__file__).resolve().parent.parent / "docs/study/search.yaml")
+    assert len(search.cells) == 100
+    assert (search.trials, search.startup_trials, search.seeds) == (20, 8, (0, 1))
+    assert (search.validation_fraction, search.test_seeds) == (0.1, tuple(range(10, 20)))
+    pairs = {cell_key({k: v for k, v in cell.items() if k != "gms"}) for cell in search.cells}
+    assert len(pairs) == 50
+    space = {d.name: (d.low, d.high, d.choices) for d in search.space}
+    assert space == {"lr": (0.001, 0.3, ()), "minibatch_size": (None, None, (10, 32, 64, 128)),
+                     "alpha": (0.05, 2.0, ()), "beta": (0.05, 2.0, ()),
+                     "gms_mask_value": (None, None, ("-inf", -2, 0))}
