@@ -3,6 +3,7 @@ correction, and the count of diverged runs."""
 
 import csv
 import math
+import statistics
 
 import pytest
 
@@ -199,7 +200,7 @@ def test_per_buffer_figures_leave_variants_run_at_a_few_sizes_to_the_m_curve():
     assert not any("m=-2.0" in label for label, _ in kept)
 
 
-def test_other_class_orders_and_task_counts_are_their_own_cells_and_orders_pool_in_pairs(
+def test_other_class_orders_and_task_counts_are_their_own_cells_and_orders_are_the_units(
         tmp_path):
     from replaymask.experiments.cells import pooled_over_orders
     from replaymask.experiments.report import write_report
@@ -220,14 +221,18 @@ def test_other_class_orders_and_task_counts_are_their_own_cells_and_orders_pool_
     assert pooled_gms.dataset == "seq-mnist (orders pooled)" and len(pooled_gms.results) == 9
     found = paired_difference(pooled_gms, pooled_base, "class_il")
     assert found.pairs == 9 and found.mean == pytest.approx(3.0)  # (1 + 3 + 5) / 3
+    # the three order means (1, 3, 5) are the units, not the nine pairs: t = 3 / (2 / sqrt 3)
+    assert found.units == 3 and found.p == pytest.approx(0.1213, abs=1e-3)
+    assert found.low == pytest.approx(3.0 - 4.303 * 2 / 3 ** 0.5, abs=1e-3)
 
     write_report(runs + ten_tasks, tmp_path, plots=False)
     markdown = (tmp_path / "report.md").read_text()
     main, _, others = markdown.partition("## Other scenarios")
     assert "order 1" not in main.partition("## Paired differences")[0]  # main tables
     # columns: natural order, 10 tasks, order 1, order 2, orders pooled (the differences
-    # are constant within each, so every test with 3 or 9 pairs is certain)
-    assert "| ER | +1.0* | +5.0 | +3.0* | +5.0* | +3.0* |" in others
+    # are constant within each order, so each order's test with 3 pairs is certain; the
+    # pooled cell's three order means differ, and 3 of them prove nothing at 5%)
+    assert "| ER | +1.0* | +5.0 | +3.0* | +5.0* | +3.0 |" in others
     assert "| seq-mnist buf 200 | seq-mnist (10 tasks) buf 200 |" in others
 
 
@@ -278,3 +283,37 @@ def test_a_learning_rate_at_which_a_run_diverged_is_never_selected(tmp_path):
     selection = (tmp_path / "report.md").read_text().partition("## Hyper-parameter")[2]
     row = next(line for line in selection.splitlines() if line.startswith("| ER |"))
     assert "0.3: 70.00 ± 0.00 (n=2; 1/3 diverged)" in row and row.endswith("| **0.01** |")
+
+
+def test_tost_and_effect_size_match_their_definitions():
+    """TOST p = the larger of the two one-sided p-values against -2 and +2 points; d_z =
+    mean / sd of the differences (checked against SciPy's t distribution)."""
+    from scipy import stats as scipy_stats
+
+    from replaymask.experiments.stats import paired_tests
+
+    differences = [0.3, -0.5, 0.9, 0.1, -0.2, 0.4, 0.0, 0.6, -0.3, 0.2]
+    p, p_equivalent = paired_tests(differences)
+    n = len(differences)
+    mean = sum(differences) / n
+    se = scipy_stats.tstd(differences) / n ** 0.5
+    assert p == pytest.approx(scipy_stats.ttest_1samp(differences, 0).pvalue)
+    expected = max(scipy_stats.t.sf((mean + 2) / se, n - 1), scipy_stats.t.cdf((mean - 2) / se,
+                                                                                 n - 1))
+    assert p_equivalent == pytest.approx(expected) and p_equivalent < 1e-6
+    assert paired_tests([2.5, 3.0, 2.8])[1] > 0.5  # a clear 2.8-point gain is not "equivalent"
+
+
+@pytest.mark.parametrize("gains, outcome", [
+    ([3.0, 3.4, 2.8, 3.1, 3.3, 2.9], "better"),
+    ([-3.0, -3.4, -2.8, -3.1, -3.3, -2.9], "worse"),
+    ([0.1, -0.2, 0.3, 0.0, -0.1, 0.2], "equivalent"),
+    ([6.0, -5.0, 4.0, -6.0, 5.0, -3.0], "inconclusive"),
+])
+def test_every_comparison_has_one_of_four_outcomes(gains, outcome):
+    base = [result("er", seed, 60.0 + seed) for seed in range(len(gains))]
+    gms = [result("er", seed, 60.0 + seed + gain, gms=True) for seed, gain in enumerate(gains)]
+    (found,) = gms_comparisons(group_runs(base + gms), "class_il")
+    assert found.outcome == outcome
+    spread = statistics.stdev(gains)
+    assert found.dz == pytest.approx(statistics.fmean(gains) / spread)

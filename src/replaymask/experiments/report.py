@@ -105,14 +105,16 @@ def paired_table(cells: list[Cell], found: dict[str, list[PairedDifference]] | N
     found = found or {setting: gms_comparisons(cells, setting) for setting in SETTINGS}
     task_il = {(d.label, d.dataset, d.buffer_size): d for d in found["task_il"]}
     lines = ["| GMS variant | dataset | buffer | pairs | Class-IL difference [95% CI] | p | "
-             "p (Holm) | Task-IL difference [95% CI] | p | p (Holm) |", "|---" * 10 + "|"]
+             "p (Holm) | d_z | TOST p (Holm) | outcome | Task-IL difference [95% CI] | p | "
+             "p (Holm) |", "|---" * 13 + "|"]
     for class_il in sorted(found["class_il"], key=lambda d: (d.dataset, d.buffer_size,
                                                              _order(cells, d.label))):
-        parts = [class_il.label, class_il.dataset, str(class_il.buffer_size),
-                 str(class_il.pairs)]
-        for difference in (class_il, task_il.get((class_il.label, class_il.dataset,
-                                                  class_il.buffer_size))):
-            parts += _difference_columns(difference)
+        pairs = str(class_il.pairs) + (f" ({class_il.units} orders)"
+                                       if class_il.units != class_il.pairs else "")
+        parts = [class_il.label, class_il.dataset, str(class_il.buffer_size), pairs,
+                 *_difference_columns(class_il), *_equivalence_columns(class_il),
+                 *_difference_columns(task_il.get((class_il.label, class_il.dataset,
+                                                   class_il.buffer_size)))]
         lines.append("| " + " | ".join(parts) + " |")
     return "\n".join(lines) + "\n"
 
@@ -129,6 +131,14 @@ def _difference_columns(difference: PairedDifference | None) -> list[str]:
         return [f"{difference.mean:+.2f}", "", ""]
     return [f"{difference.mean:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}]",
             _p(difference.p), _p(difference.p_holm) + mark]
+
+
+def _equivalence_columns(difference: PairedDifference) -> list[str]:
+    """d_z, the Holm-adjusted TOST p and the outcome (docs/study/plan.md section 5)."""
+    if difference.p is None:
+        return ["", "", ""]
+    dz = "" if difference.dz is None else f"{difference.dz:+.2f}"
+    return [dz, _p(difference.p_equivalent_holm), difference.outcome]
 
 
 def _p(value: float) -> str:
@@ -158,14 +168,19 @@ def paired_csv(cells: list[Cell], found: dict[str, list[PairedDifference]] | Non
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["variant", "base", "dataset", "buffer_size", "setting", "pairs",
-                     "mean_difference", "ci95_low", "ci95_high", "p", "p_holm", "significant"])
+                     "mean_difference", "ci95_low", "ci95_high", "p", "p_holm", "significant",
+                     "units", "dz", "p_equivalent", "p_equivalent_holm", "outcome"])
+
+    def number(value, digits=".6g"):
+        return "" if value is None else f"{value:{digits}}"
     for setting in SETTINGS:
         for d in found[setting]:
             writer.writerow([d.label, d.base, d.dataset, d.buffer_size, setting, d.pairs,
-                             f"{d.mean:.4f}", *("" if v is None else f"{v:.4f}"
-                                                for v in (d.low, d.high)),
-                             "" if d.p is None else f"{d.p:.6g}",
-                             "" if d.p_holm is None else f"{d.p_holm:.6g}", int(d.significant)])
+                             f"{d.mean:.4f}", number(d.low, ".4f"), number(d.high, ".4f"),
+                             number(d.p), number(d.p_holm), int(d.significant), d.units,
+                             number(d.dz, ".4f"), number(d.p_equivalent),
+                             number(d.p_equivalent_holm),
+                             d.outcome if d.p is not None else ""])
     return buffer.getvalue()
 
 
@@ -314,4 +329,10 @@ PAIRED_TEXT = (
     "GMS minus without, accuracy points, mean over the pairs (a diverged run has no "
     "partner); 95% confidence interval from the t distribution; p: two-sided paired "
     "t-test; p (Holm): adjusted for every comparison in this table (Class-IL and Task-IL "
-    "each a family); * = significant at 5% after the adjustment.\n\n")
+    "each a family); * = significant at 5% after the adjustment. Runs under several class "
+    "orders are compared over the orders' mean differences (the units: one per order), not "
+    "over their pairs. d_z: the mean difference over the standard deviation of the "
+    "differences. TOST p (Holm): the equivalence test (two one-sided paired t-tests) "
+    "against a difference of 2 points or more, adjusted like p. Outcome: better or worse "
+    "(the difference test rejects), equivalent (within +-2 points: the TOST rejects) or "
+    "inconclusive (neither); docs/study/plan.md section 5.\n\n")

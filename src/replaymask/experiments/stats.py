@@ -10,7 +10,17 @@ reports, over the matched pairs:
   interval, ``mean +- t(0.975, n - 1) * sd / sqrt(n)``;
 * the two-sided p-value of the paired t-test (as ``scipy.stats.ttest_rel`` computes it);
 * the p-value adjusted for all comparisons of the table by Holm's step-down method,
-  which keeps the chance of any false "significant" in the whole table under 5%.
+  which keeps the chance of any false "significant" in the whole table under 5%;
+* the effect size d_z (the mean difference over the standard deviation of the
+  differences);
+* an equivalence test (TOST: two one-sided paired t-tests) against the margin of
+  ``EQUIVALENCE_MARGIN`` accuracy points, Holm-adjusted like the difference test, and the
+  outcome that follows: better, worse, equivalent within the margin, or inconclusive
+  (docs/study/plan.md section 5).
+
+Runs under several class orders are compared at the level of the order: each order's
+mean paired difference is one observation, and the interval and tests are over the
+orders (k - 1 degrees of freedom), not over the pairs as if they were independent.
 
 A pair needs both runs finished: a diverged run has no accuracy, so its seed drops out
 of the comparison (the report shows how many diverged).
@@ -26,6 +36,7 @@ from .cells import Cell, split_label
 
 LEVEL = 0.95  # confidence level of the intervals
 ALPHA = 0.05  # family-wise error rate of the Holm-adjusted tests
+EQUIVALENCE_MARGIN = 2.0  # accuracy points (docs/study/plan.md section 5)
 
 
 @dataclass(frozen=True)
@@ -43,11 +54,27 @@ class PairedDifference:
     high: float | None
     p: float | None  # paired t-test, two-sided; None with fewer than 2 pairs
     p_holm: float | None = None
+    units: int = 0  # what the interval and tests are over: pairs, or class orders
+    dz: float | None = None  # mean / sd of the differences (None: no spread to divide by)
+    p_equivalent: float | None = None  # TOST against +-EQUIVALENCE_MARGIN
+    p_equivalent_holm: float | None = None
 
     @property
     def significant(self) -> bool:
         """The Holm-adjusted test rejects "no difference" at the 5% level."""
         return self.p_holm is not None and self.p_holm < ALPHA
+
+    @property
+    def equivalent(self) -> bool:
+        """The Holm-adjusted TOST rejects "a difference of the margin or more"."""
+        return self.p_equivalent_holm is not None and self.p_equivalent_holm < ALPHA
+
+    @property
+    def outcome(self) -> str:
+        """"better", "worse", "equivalent" (within the margin) or "inconclusive"."""
+        if self.significant:
+            return "better" if self.mean > 0 else "worse"
+        return "equivalent" if self.equivalent else "inconclusive"
 
 
 def pair_key(result: dict) -> tuple:
@@ -60,22 +87,42 @@ def paired_difference(variant: Cell, base: Cell, setting: str) -> PairedDifferen
     """The difference ``variant - base`` in ``setting`` over the matched runs, or None if
     no run of one cell has a partner in the other."""
     base_values = {pair_key(r): r["metrics"][setting]["average_accuracy"] for r in base.results}
-    differences = [r["metrics"][setting]["average_accuracy"] - base_values[pair_key(r)]
-                   for r in variant.results if pair_key(r) in base_values]
-    if not differences:
+    by_order: dict = {}
+    for r in variant.results:
+        if pair_key(r) in base_values:
+            by_order.setdefault(pair_key(r)[1], []).append(
+                r["metrics"][setting]["average_accuracy"] - base_values[pair_key(r)])
+    if not by_order:
         return None
-    mean, low, high = mean_interval(differences)
-    p = None
-    if len(differences) > 1:
-        from scipy.special import stdtr  # Student's t CDF
-
-        standard_error = statistics.stdev(differences) / math.sqrt(len(differences))
-        if standard_error == 0:  # every pair differs by the same amount: t is 0 or infinite
-            p = 1.0 if mean == 0 else 0.0
-        else:  # the paired t-test, two-sided
-            p = float(2 * stdtr(len(differences) - 1, -abs(mean / standard_error)))
+    pairs = sum(len(found) for found in by_order.values())
+    # one class order: the pairs are the units; several: each order's mean is one
+    units = next(iter(by_order.values())) if len(by_order) == 1 \
+        else [statistics.fmean(found) for found in by_order.values()]
+    mean, low, high = mean_interval(units)
+    p = dz = p_equivalent = None
+    if len(units) > 1:
+        spread = statistics.stdev(units)
+        dz = mean / spread if spread else None
+        p, p_equivalent = paired_tests(units)
     return PairedDifference(variant.label, base.label, variant.dataset, variant.buffer_size,
-                            setting, len(differences), mean, low, high, p)
+                            setting, pairs, mean, low, high, p, units=len(units), dz=dz,
+                            p_equivalent=p_equivalent)
+
+
+def paired_tests(differences: list[float], margin: float = EQUIVALENCE_MARGIN
+                 ) -> tuple[float, float]:
+    """(p of the two-sided paired t-test of "no difference", p of the TOST of "the
+    difference is at least ``margin`` in size") over 2 or more differences."""
+    from scipy.special import stdtr  # Student's t CDF
+
+    n, mean = len(differences), statistics.fmean(differences)
+    standard_error = statistics.stdev(differences) / math.sqrt(n)
+    if standard_error == 0:  # every pair differs by the same amount: t is 0 or infinite
+        return (1.0 if mean == 0 else 0.0), (0.0 if abs(mean) < margin else 1.0)
+    p = float(2 * stdtr(n - 1, -abs(mean / standard_error)))
+    below = float(stdtr(n - 1, -(mean + margin) / standard_error))  # H0: mean <= -margin
+    above = float(stdtr(n - 1, (mean - margin) / standard_error))  # H0: mean >= +margin
+    return p, max(below, above)
 
 
 def mean_interval(values: list[float]) -> tuple[float, float | None, float | None]:
@@ -115,6 +162,14 @@ def gms_comparisons(cells: list[Cell], setting: str) -> list[PairedDifference]:
         base = by_key.get((split_label(cell.label)[0], cell.dataset, cell.buffer_size))
         if base is not None and (difference := paired_difference(cell, base, setting)):
             found.append(difference)
+    return with_holm(found)
+
+
+def with_holm(found: list[PairedDifference]) -> list[PairedDifference]:
+    """The comparisons with their difference and equivalence tests each Holm-adjusted
+    over ``found`` (one family)."""
     tested = [d for d in found if d.p is not None]
     adjusted = dict(zip(map(id, tested), holm([d.p for d in tested]), strict=True))
-    return [PairedDifference(**{**d.__dict__, "p_holm": adjusted.get(id(d))}) for d in found]
+    equivalent = dict(zip(map(id, tested), holm([d.p_equivalent for d in tested]), strict=True))
+    return [PairedDifference(**{**d.__dict__, "p_holm": adjusted.get(id(d)),
+                                "p_equivalent_holm": equivalent.get(id(d))}) for d in found]
