@@ -103,3 +103,28 @@ def test_analyze_rejects_bad_mask_values(values, tmp_path, capsys):
     assert cli.main(["analyze", "--mask-values", values, "--out", str(tmp_path / "a")]) == 2
     assert "--gms-mask-value must be" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+def test_the_task_confusion_is_recorded_over_training(tiny):
+    """Of the seen tasks' test samples: the percent taken for a later or an earlier task,
+    at every record; nothing can be taken for another task while only one was seen."""
+    records = analysed(tiny)
+    assert all(r["test_into_later"] == r["test_into_earlier"] == 0
+               for r in records if r["task"] == 0)
+    for r in records:
+        assert 0 <= r["test_into_later"] <= 100 and 0 <= r["test_into_earlier"] <= 100
+    assert max(later_tasks(records, "test_into_later")) > 0  # plain ER's recency errors
+
+
+def test_analyze_takes_other_settings_and_refuses_its_own(tmp_path, mnist_like_root, capsys):
+    out = tmp_path / "analysis"
+    code = cli.main(["analyze", "--model", "er", "--buffer-size", "20", "--seed", "0",
+                     "--mask-values", "none", "--data-root", str(mnist_like_root), "--out",
+                     str(out), "--setting", "replay_classes=earlier", "--setting",
+                     "minibatch_size=32"])
+    assert code == 0, capsys.readouterr().err
+    config = json.loads((out / "analysis.json").read_text())["runs"]["plain softmax"]["0"][
+        "config"]
+    assert (config["replay_classes"], config["minibatch_size"]) == ("earlier", 32)
+    assert cli.main(["analyze", "--setting", "seed=3", "--out", str(tmp_path / "x")]) == 2
+    assert "analyze sets it itself" in capsys.readouterr().err

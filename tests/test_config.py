@@ -185,3 +185,18 @@ def test_every_core_setting_has_a_flag_and_help():
         if setting.command_line:  # the fingerprints are checked keys of stored configurations
             flag = "--dataset-option" if setting.name == "dataset_options" else setting.flag
             assert flag in run_help
+
+
+def test_every_configuration_stored_in_the_study_database_resolves_to_its_hash():
+    """A change to the settings, their defaults or the config's dictionary that would give
+    stored runs new hashes (and so run them again, or orphan them) fails here."""
+    import json
+    import sqlite3
+    from pathlib import Path
+
+    db = Path(__file__).resolve().parent.parent / "results" / "study.db"
+    rows = sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute(
+        "SELECT config_hash, config FROM runs").fetchall()
+    assert len(rows) >= 3417
+    moved = [key for key, config in rows if resolve(json.loads(config)).hash != key]
+    assert moved == []

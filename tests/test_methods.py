@@ -192,3 +192,23 @@ def test_resolved_config_drives_the_method(tiny):
                                    replace(config, minibatch_size=7))
     fill_with_task0(method, tiny)
     assert len(method.buffer.sample(method.config.minibatch_size).labels) == 7
+
+
+def test_er_with_replay_over_earlier_classes_never_weighs_old_against_new(tiny):
+    """The ablation of docs/study/plan.md section 7: a replayed row of an earlier task is
+    scored over the earlier tasks' classes only, so its loss sends no gradient into the
+    current task's logits; a replayed row of the current task is a stream row."""
+    method = make("er", tiny, replay_classes="earlier")
+    method.begin_task(2)
+    logits = torch.randn(6, 10, requires_grad=True)
+    targets = torch.tensor([4, 5, 0, 3, 4, 1])  # 2 stream rows, replayed: 0, 3, 4, 1
+    method._earlier_classes_loss(logits, targets, stream=2).backward()
+    old_rows = [2, 3, 5]  # replayed rows of tasks 0 and 1
+    assert logits.grad[old_rows][:, 4:].abs().sum() == 0  # nothing into tasks 2..
+    assert logits.grad[old_rows][:, :4].abs().sum() > 0
+    full = F.cross_entropy(logits.detach()[[0, 1, 4]], targets[[0, 1, 4]], reduction="sum")
+    old = F.cross_entropy(logits.detach()[old_rows][:, :4], targets[old_rows], reduction="sum")
+    assert method._earlier_classes_loss(logits.detach(), targets, 2) == pytest.approx(
+        ((full + old) / 6).item())
+    assert "replay_classes" not in resolve(model="er").to_dict()  # the stored runs' form
+    assert resolve(model="er", replay_classes="earlier").to_dict()["replay_classes"] == "earlier"

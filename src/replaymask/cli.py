@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--dataset-option", "--dataset_option", dest="dataset_options",
                          type=parse_option, action=_CollectOptions, metavar="KEY=VALUE",
                          help="a keyword option of a registered benchmark (repeatable)")
+    analyze.add_argument("--setting", dest="settings", type=parse_option,
+                         action=_CollectOptions, metavar="KEY=VALUE",
+                         help="any other run setting, as a sweep file's key (repeatable; "
+                              "e.g. alpha=0.3, minibatch_size=32, replay_classes=earlier)")
     _flag(analyze, "--data-root", type=Path)
     _flag(analyze, "--out", type=Path, default=Path("analysis"))
 
@@ -562,6 +566,12 @@ def _analyze(args: argparse.Namespace) -> int:
     from .experiments.plots import analysis_figure
 
     seeds = [part.strip() for part in args.seed.split(",")]
+    own = {"model", "dataset", "buffer_size", "seed", "gms", "gms_mask_value", "lr",
+           "backbone", "dataset_options"}
+    for key in getattr(args, "settings", None) or {}:
+        if key in own:
+            raise ConfigError(f"--setting {key}: analyze sets it itself (use its own flag: "
+                              f"--{key.replace('_', '-')}, or --mask-values for gms)")
     variants: dict[str, list] = {}
     for text in (part.strip() for part in args.mask_values.split(",")):
         gms = text.lower() != "none"
@@ -570,7 +580,8 @@ def _analyze(args: argparse.Namespace) -> int:
             settings = {"model": args.model, "dataset": args.dataset,
                         "buffer_size": args.buffer_size, "seed": _integer("--seed", seed),
                         "gms": gms, "lr": args.lr, "backbone": args.backbone,
-                        "dataset_options": getattr(args, "dataset_options", None)}
+                        "dataset_options": getattr(args, "dataset_options", None),
+                        **(getattr(args, "settings", None) or {})}
             if gms:
                 settings["gms_mask_value"] = text
             variants.setdefault(name, []).append(resolve(settings, origin="command line"))

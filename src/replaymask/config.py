@@ -226,6 +226,7 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
         backbone=network.name,
         backbone_fingerprint=network.fingerprint,
         method_settings=MethodSettings({name: chosen[name] for name in own}),
+        omitted_defaults=tuple((s.name, s.default) for s in method.settings if s.omit_default),
         provenance=Provenance(
             origin=origin,
             user_set=tuple(kept),

@@ -10,7 +10,11 @@ itself, it measures on fixed probe batches:
   earlier-task classes for those samples (0 under hard masking);
 * ``old_logit_drift``: the mean absolute change, since the task began, of the
   earlier-task class logits on old samples: the buffer's content at the start of the
-  task, or, for methods without a buffer, a fixed draw of earlier tasks' training data.
+  task, or, for methods without a buffer, a fixed draw of earlier tasks' training data;
+* ``test_into_later`` / ``test_into_earlier``: of a fixed draw of test samples of the
+  tasks seen so far, the percent whose Class-IL prediction (over the seen classes) falls
+  in a later / an earlier task than their own: the task confusion over training, not
+  only at its end.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from .gms import gms_masked_logits, live_classes
 
 PROBE_SIZE = 256
+TEST_PROBE_SIZE = 1000  # test samples of the seen tasks, for the confusion over training
 
 
 class StabilityProbe:
@@ -27,6 +32,7 @@ class StabilityProbe:
         self.method = method
         self.benchmark = benchmark
         self.generator = torch.Generator().manual_seed(seed + 2)
+        self.test_generator = torch.Generator().manual_seed(seed + 3)  # the probes' own draws
         self.records: list[dict] = []
         self.task = 0
 
@@ -42,6 +48,9 @@ class StabilityProbe:
         current = self._draw([task])
         self.stream_images, self.stream_labels = b.train_inputs[current], b.train_labels[current]
         self.old_classes = b.task_offsets[task]
+        seen = torch.cat([b.task_indices("test", t) for t in range(task + 1)])
+        pick = torch.randperm(len(seen), generator=self.test_generator)[:TEST_PROBE_SIZE]
+        self.test_probe = seen[pick.to(seen.device)]
         self.old_images = None
         if task == 0:
             return
@@ -55,6 +64,17 @@ class StabilityProbe:
 
     def _old_logits(self) -> torch.Tensor:
         return self.method.net(self.benchmark.prepare(self.old_images))[:, :self.old_classes]
+
+    def _test_confusion(self) -> tuple[float, float]:
+        """Percent of the test probe predicted (over the seen classes) into a later and
+        into an earlier task than its own (evaluation mode, no gradient)."""
+        b, net = self.benchmark, self.method.net
+        labels = b.test_labels[self.test_probe]
+        logits = net(b.prepare(b.test_inputs[self.test_probe]))[:, :b.task_offsets[self.task + 1]]
+        task_of = b.class_to_task.to(labels.device)
+        true, predicted = task_of[labels], task_of[logits.argmax(1).to(labels.device)]
+        return (100.0 * (predicted > true).float().mean().item(),
+                100.0 * (predicted < true).float().mean().item())
 
     def record(self, step: int) -> None:
         method, config = self.method, self.method.config
@@ -76,6 +96,7 @@ class StabilityProbe:
             drift = None
             if self.old_images is not None:
                 drift = (self._old_logits() - self.old_logits_at_start).abs().mean().item()
+            later, earlier = self._test_confusion()
         method.net.train(was_training)
 
         def norm(part):
@@ -88,4 +109,6 @@ class StabilityProbe:
             "grad_future": norm(gradient[:, last:]),
             "old_class_mass": probabilities[:, :first].sum(1).mean().item(),
             "old_logit_drift": drift,
+            "test_into_later": later,
+            "test_into_earlier": earlier,
         })

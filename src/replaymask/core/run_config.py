@@ -171,6 +171,9 @@ class RunConfig:
     backbone_fingerprint: str | None = None
     method_settings: MethodSettings = field(default_factory=MethodSettings)
     provenance: Provenance = field(default_factory=Provenance, compare=False)
+    # a method's settings left out of to_dict at these values (see Setting.omit_default)
+    omitted_defaults: tuple[tuple[str, object], ...] = field(default=(), compare=False,
+                                                             repr=False)
     # what the run is on and with, described (their identity is in the fields above)
     benchmark: BenchmarkInfo | None = field(default=None, compare=False, repr=False)
     network: NetworkChoice = field(default_factory=NetworkChoice, compare=False, repr=False)
@@ -180,7 +183,8 @@ class RunConfig:
         results database and in checkpoints. An infinite mask value is the string "-inf"
         (here only)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in (
-            "method_settings", "provenance", "benchmark", "network", "dataset_options")}
+            "method_settings", "provenance", "benchmark", "network", "dataset_options",
+            "omitted_defaults")}
         if isinstance(self.gms_mask_value, float) and math.isinf(self.gms_mask_value):
             data["gms_mask_value"] = "-inf"
         for name, left_out in LEFT_OUT_WHEN.items():
@@ -197,7 +201,9 @@ class RunConfig:
                 del data[name]
         if self.dataset_options:
             data["dataset_options"] = dict(self.dataset_options)
-        return {**LEGACY_METHOD_KEYS, **data, **self.method_settings}
+        own = {name: value for name, value in self.method_settings.items()
+               if (name, value) not in self.omitted_defaults}
+        return {**LEGACY_METHOD_KEYS, **data, **own}
 
     def identity(self) -> dict:
         """What makes two runs the same run: :meth:`to_dict` without a registered

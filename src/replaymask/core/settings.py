@@ -42,6 +42,9 @@ class Setting:
     above_minimum: bool = False  # strictly greater than ``minimum``
     choices: tuple[str, ...] = ()
     command_line: bool = True  # False: a key of sweep files and stored configurations only
+    # True for a method setting added after runs were stored: at its default it is left
+    # out of the run's dictionary, so that their hashes stay valid
+    omit_default: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -18,6 +18,9 @@ QUANTITIES = (
     ("old_logit_drift", "old-logit drift"),
     ("into_later_task", "test samples taken for a later task's (%)"),
     ("into_earlier_task", "test samples taken for an earlier task's (%)"),
+    ("test_into_later", "over training: seen-task test samples taken for a later task's (%)"),
+    ("test_into_earlier",
+     "over training: seen-task test samples taken for an earlier task's (%)"),
 )
 
 
@@ -29,13 +32,14 @@ def run_summary(class_il: float, records: list[dict], confusion: list[list[float
     later = [r for r in records if r["task"] > 0]
 
     def mean(key):
-        values = [r[key] for r in later if r[key] is not None]
+        values = [r[key] for r in later if r.get(key) is not None]
         return statistics.fmean(values) if values else None
     n_tasks = len(confusion)
     return {
         "class_il": class_il,
         **{key: mean(key) for key in ("grad_old", "grad_current", "old_class_mass",
-                                       "old_logit_drift")},
+                                       "old_logit_drift", "test_into_later",
+                                       "test_into_earlier")},
         "into_later_task": statistics.fmean(
             sum(row[j] for j in range(i + 1, n_tasks)) for i, row in enumerate(confusion)),
         "into_earlier_task": statistics.fmean(
@@ -46,15 +50,16 @@ def run_summary(class_il: float, records: list[dict], confusion: list[list[float
 def over_seeds(summaries: list[dict]) -> dict[str, tuple[float, float | None, float | None]]:
     """Per quantity: the mean over the runs and its 95% interval (None with one run)."""
     return {key: mean_interval([s[key] for s in summaries])
-            for key, _ in QUANTITIES if all(s[key] is not None for s in summaries)}
+            for key, _ in QUANTITIES if all(s.get(key) is not None for s in summaries)}
 
 
 def markdown(variants: dict[str, list[dict]], title: str) -> str:
     """A table: one row per variant, one column per quantity, mean [95% CI] over seeds."""
     lines = [f"# {title}", "", "Each value: the mean over the seeds of each run's value, "
              "with its 95% interval (t distribution). Instrumentation: mean over the "
-             "measured steps of tasks 2 and later; task confusion: after the last task, "
-             "every class visible.", "",
+             "measured steps of tasks 2 and later (the 'over training' shares: of test "
+             "samples of the tasks seen so far, over the seen classes); task confusion: "
+             "after the last task, every class visible.", "",
              "| variant | seeds | " + " | ".join(label for _, label in QUANTITIES) + " |",
              "|---" * (len(QUANTITIES) + 2) + "|"]
     for name, summaries in variants.items():

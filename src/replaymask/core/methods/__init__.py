@@ -9,7 +9,9 @@ everything else about it in one literal, ``METHOD = {...}``:
   ``stores_logits``: whether the buffer keeps logits too;
 * ``settings``: its own settings, each ``{"kind": ..., "help": ..., "minimum": ...,
   "default": ...}`` as in :class:`~replaymask.core.settings.Setting`; they become
-  command-line flags, sweep-file keys and checks;
+  command-line flags, sweep-file keys and checks (a setting added once runs of the
+  method are stored says ``"omit_default": True``: at its default it stays out of the
+  config's hash);
 * ``best_args``: per benchmark, ``(source, {buffer size: {setting: value}})``, the rows
   that fill what the user does not set (the nearest buffer size is used; the key None
   serves any size); ``best_args_of``: another method whose rows it uses instead;
@@ -35,7 +37,8 @@ from ..settings import Setting
 DECLARATION_KEYS = {"name", "label", "class", "order", "buffer", "stores_logits", "settings",
                     "best_args", "best_args_of", "best_args_fallback", "equal_tasks"}
 REQUIRED_KEYS = {"name", "label", "class", "order", "buffer"}
-SETTING_KEYS = {"kind", "help", "default", "minimum", "maximum", "above_minimum", "choices"}
+SETTING_KEYS = {"kind", "help", "default", "minimum", "maximum", "above_minimum", "choices",
+                "omit_default"}
 
 
 class DeclarationError(Exception):
