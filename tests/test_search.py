@@ -127,3 +127,43 @@ def test_the_study_search_file_is_the_plan(tmp_path):
     assert space == {"lr": (0.001, 0.3, ()), "minibatch_size": (None, None, (10, 32, 64, 128)),
                      "alpha": (0.05, 2.0, ()), "beta": (0.05, 2.0, ()),
                      "gms_mask_value": (None, None, ("-inf", -2, 0))}
+
+
+def test_tuned_pairs_compare_each_sides_selection_on_the_same_test_seeds(tmp_path):
+    """F1 of the plan: the GMS cell's selection against the baseline cell's, each with its
+    own settings, paired by test seed; a pair waits until both searches and all its test
+    runs are there."""
+    from replaymask.experiments.search import CellOutcome, selection_configs
+    from replaymask.experiments.tuned import markdown_table, tuned_pairs
+
+    path = tmp_path / "search.yaml"
+    path.write_text(SEARCH.replace("trials: 3", "trials: 2").replace(
+        "buffer_size: 10", "buffer_size: [10, 20]"))
+    search = read_search(path)
+    outcomes = []
+    for cell in search.cells:
+        trials = [({"lr": 0.01, "minibatch_size": 10}, 50.0),
+                  ({"lr": 0.1, "minibatch_size": 32}, 55.0)]
+        if cell["gms"]:
+            trials = [({**params, "gms_mask_value": "-inf"}, value) for params, value in trials]
+        if cell["gms"] and cell["buffer_size"] == 20:
+            trials = trials[:1]  # that search is still under way
+        outcomes.append(CellOutcome(cell, trials))
+    gains = {10: 2.0, 11: 3.0, 12: 4.0}
+    stored = {}
+    for outcome in outcomes:
+        for config in selection_configs(search, outcome):
+            assert (config.lr, config.minibatch_size) == (0.1, 32)  # the higher trial
+            value = 60.0 + config.seed + (gains[config.seed] if config.gms else 0.0)
+            stored[config.hash] = ("done", {"metrics": {
+                "class_il": {"average_accuracy": value},
+                "task_il": {"average_accuracy": 90.0}}}, None)
+    pairs = tuned_pairs(search, outcomes, stored.get)
+    complete = [p for p in pairs if p.comparisons]
+    assert len(pairs) == 2 and len(complete) == 1
+    (difference,) = [complete[0].comparisons["class_il"]]
+    assert (difference.pairs, difference.mean) == (3, pytest.approx(3.0))
+    assert difference.p_holm == difference.p  # a family of one
+    assert complete[0].gms == {"lr": 0.1, "minibatch_size": 32, "gms_mask_value": "-inf"}
+    table = markdown_table(pairs)
+    assert "search under way" in table and "+3.00 [" in table

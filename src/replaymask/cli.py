@@ -238,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(report, "--db", type=Path, default=Path(DEFAULT_DB))
     _flag(report, "--out", type=Path, default=Path("report"))
     _flag(report, "--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    _flag(report, "--search", type=Path, metavar="SEARCH.yaml",
+          help="add the tuned-against-tuned comparisons of this search (its selections' "
+               "test runs in the database), first")
+    _flag(report, "--journal", type=Path, metavar="FILE",
+          help="the search's Optuna journal (default: DB.search.journal beside the database)")
 
     commands.add_parser("methods", help="list the methods, their own settings and best "
                                         "arguments")
@@ -515,8 +520,26 @@ def _report(args: argparse.Namespace) -> int:
         except ImportError:
             raise ConfigError("plots need matplotlib: pip install 'replaymask[report]', "
                               "or pass --no-plots") from None
-    failed = [row["config"] for row in store.runs("failed")]
-    for path in write_report(results, args.out, plots=not args.no_plots, failed=failed):
+    from .experiments.search import SEARCH_TRIAL_FAILURE
+
+    failed = [row["config"] for row in store.runs("failed")  # a search's: reported in F1
+              if not (row["error"] or "").endswith(SEARCH_TRIAL_FAILURE)]
+    tuned = None
+    if args.search is not None:
+        from .experiments import search as searches
+        from .experiments.sweep import SweepError
+        from .experiments.tuned import tuned_pairs
+
+        try:
+            planned = searches.read_search(args.search)
+        except SweepError as error:
+            raise ConfigError(str(error)) from None
+        journal = args.journal or args.db.with_name(args.db.name + ".search.journal")
+        if not journal.is_file():
+            raise ConfigError(f"--journal {str(journal)!r}: no such search journal")
+        tuned = tuned_pairs(planned, searches.read_outcomes(planned, journal), store.outcome)
+    for path in write_report(results, args.out, plots=not args.no_plots, failed=failed,
+                             tuned=tuned):
         print(f"wrote {path}")
     return 0
 

@@ -185,7 +185,7 @@ def paired_csv(cells: list[Cell], found: dict[str, list[PairedDifference]] | Non
 
 
 def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
-                 failed: list[dict] = ()) -> list[Path]:
+                 failed: list[dict] = (), tuned: list | None = None) -> list[Path]:
     """Write report.md, report.csv, paired.csv and (with matplotlib) PNG plots from the
     finished runs' results and the configurations of the ``failed`` (diverged) runs;
     returns the paths.
@@ -193,7 +193,12 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
     The main tables hold the protocol's scenario (natural class order, the benchmark's
     tasks, the test set); other class orders (each, and pooled over orders) and task
     counts have their own section; runs on a validation split only feed the
-    hyper-parameter selection table. One Holm family spans every comparison shown."""
+    hyper-parameter selection table. One Holm family spans every comparison shown.
+    ``tuned`` (:func:`replaymask.experiments.tuned.tuned_pairs`): the tuned-against-tuned
+    comparisons, shown first, with their own family's correction and the whole report's
+    (``tuned.md`` and ``tuned.csv`` too)."""
+    trials = [r for r in results if is_search_trial(r)]  # a search's, reported in F1
+    results = [r for r in results if not is_search_trial(r)]
     cells = group_runs(results, failed)
     protocol = [c for c in cells if not c.scenario]
     validation = [c for c in cells if "validation" in c.scenario]
@@ -207,10 +212,20 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
     seeds = sorted({len(c.results) for c in protocol})
     text = (f"# replaymask report\n\n{len(results)} finished runs"
             + (f", {len(failed)} diverged" if failed else "")
+            + (f" (and {len(trials)} runs of search trials, on the validation split, "
+               "reported by what they selected)" if trials else "")
             + f"; finished runs per cell: {', '.join(map(str, seeds))}. Cells: Class-IL / "
             "Task-IL average accuracy (%) after the last task, mean ± sample std over "
-            "the finished runs, and how many diverged.\n\n"
-            + markdown_table(protocol) + "\n## Effect of GMS\n\n"
+            "the finished runs, and how many diverged.\n\n")
+    if tuned is not None:
+        from . import tuned as tuning
+
+        table = TUNED_TEXT + tuning.markdown_table(tuned, found["class_il"])
+        text += "## Tuned against tuned (F1)\n\n" + table + "\n## The runs\n\n"
+        written += [out_dir / "tuned.md", out_dir / "tuned.csv"]
+        atomic_write(written[-2], "# Tuned against tuned (F1)\n\n" + table)
+        atomic_write(written[-1], tuning.csv_table(tuned))
+    text += (markdown_table(protocol) + "\n## Effect of GMS\n\n"
             + gms_effect_table(protocol, tested=found["class_il"])
             + "\n## Paired differences to the same method without GMS\n\n" + PAIRED_TEXT
             + paired_table(family, found))
@@ -229,6 +244,15 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
         from . import plots as plotting
         written += plotting.write_all([c for c in protocol if c.results], out_dir)
     return written
+
+
+def is_search_trial(result: dict) -> bool:
+    """A run of a search's trial (``replaymask search``): on a validation split, made by a
+    search file; the tuned-against-tuned section reports what it selected."""
+    origin = result.get("provenance", {}).get("origin", "")
+    return bool(result["config"].get("validation_fraction")) and origin.startswith(
+        "search file ")
+
 
 
 def scenario_tables(protocol: list[Cell], scenarios: list[Cell],
@@ -323,6 +347,13 @@ SELECTION_TEXT = (
     "next to this report, is the sweep file that does it.\n\n")
 
 
+TUNED_TEXT = (
+    "Each cell's hyper-parameters were searched on a validation split with the same budget "
+    "for both sides (docs/study/plan.md section 2); each side's selection is run on the "
+    "test set with the search file's test seeds, and a seed's two runs are a pair. "
+    "Difference = GMS minus baseline, Class-IL points; p (Holm, F1): adjusted over these "
+    "comparisons (the plan's family F1); p (Holm, whole report): over these and every "
+    "comparison below; outcome as in the paired table below (TOST margin +-2 points).\n\n")
 PAIRED_TEXT = (
     "Runs with the same seed and class order share initial weights, data order and buffer "
     "draws, so each GMS run is compared with its partner without GMS. Difference = with "

@@ -43,6 +43,7 @@ from ..errors import ConfigError, describe
 from .store import ResultsStore
 from .sweep import SweepError, load_document
 
+SEARCH_TRIAL_FAILURE = " [a search trial's run]"  # ends a failed trial run's error
 SEARCH_KEYS = {"cells", "space", "trials", "startup_trials", "seeds", "validation_fraction",
                "test_seeds", "import"}
 
@@ -279,6 +280,42 @@ def _search_cell(search: Search, cell: dict, db: str, journal: str,
     return outcome
 
 
+def read_outcomes(search: Search, journal: str | Path) -> list[CellOutcome]:
+    """Each cell's trials as the journal holds them (no run, no new trial): for reports
+    while a search is under way or after it."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    outcomes = [CellOutcome(cell) for cell in search.cells]
+    if not Path(journal).is_file():
+        return outcomes
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    names = {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
+    for outcome in outcomes:
+        if cell_key(outcome.cell) not in names:
+            continue
+        study = optuna.load_study(study_name=cell_key(outcome.cell), storage=storage)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                              TrialState.FAIL)):
+            outcome.trials.append((dict(trial.params), trial.value
+                                   if trial.state == TrialState.COMPLETE else None))
+    return outcomes
+
+
+def selection_configs(search: Search, outcome: CellOutcome):
+    """The test runs of a fully searched cell's selection, resolved (one per test seed);
+    [] for a cell whose search is not complete."""
+    chosen = outcome.selected
+    if len(outcome.trials) < search.trials or chosen is None:
+        return []
+    return [resolve({**outcome.cell, **_plain(chosen[0]), "seed": seed},
+                    origin=f"search file {Path(search.source).name}")
+            for seed in search.test_seeds]
+
+
 def _score(study, number: int, params: dict, search: Search, cell: dict, store,
            data_root) -> None:
     """Run (or find in the database) the trial's runs and tell Optuna their mean."""
@@ -299,7 +336,8 @@ def _score(study, number: int, params: dict, search: Search, cell: dict, store,
             except Exception as error:  # recorded like a sweep worker's failure
                 where = traceback.extract_tb(error.__traceback__)[-1]
                 message = (f"{type(error).__name__}: {error} "
-                           f"({Path(where.filename).name}:{where.lineno})")
+                           f"({Path(where.filename).name}:{where.lineno})"
+                           + SEARCH_TRIAL_FAILURE)
                 store.record(config.hash, config.to_dict(), error=message)
                 found = ("failed", None, message)
         if found[0] != "done":

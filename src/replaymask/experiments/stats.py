@@ -94,8 +94,15 @@ def paired_difference(variant: Cell, base: Cell, setting: str) -> PairedDifferen
                 r["metrics"][setting]["average_accuracy"] - base_values[pair_key(r)])
     if not by_order:
         return None
+    return summarize_differences(variant.label, base.label, variant.dataset,
+                                 variant.buffer_size, setting, by_order)
+
+
+def summarize_differences(label: str, base: str, dataset: str, buffer_size: int,
+                          setting: str, by_order: dict) -> PairedDifference:
+    """A comparison from its paired differences, grouped by class order: with one order
+    the pairs are the units; with several, each order's mean difference is one."""
     pairs = sum(len(found) for found in by_order.values())
-    # one class order: the pairs are the units; several: each order's mean is one
     units = next(iter(by_order.values())) if len(by_order) == 1 \
         else [statistics.fmean(found) for found in by_order.values()]
     mean, low, high = mean_interval(units)
@@ -104,9 +111,8 @@ def paired_difference(variant: Cell, base: Cell, setting: str) -> PairedDifferen
         spread = statistics.stdev(units)
         dz = mean / spread if spread else None
         p, p_equivalent = paired_tests(units)
-    return PairedDifference(variant.label, base.label, variant.dataset, variant.buffer_size,
-                            setting, pairs, mean, low, high, p, units=len(units), dz=dz,
-                            p_equivalent=p_equivalent)
+    return PairedDifference(label, base, dataset, buffer_size, setting, pairs, mean, low,
+                            high, p, units=len(units), dz=dz, p_equivalent=p_equivalent)
 
 
 def paired_tests(differences: list[float], margin: float = EQUIVALENCE_MARGIN
