@@ -3,6 +3,7 @@ both sides of a comparison searched alike, resumable, and a test sweep of the se
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -55,7 +56,10 @@ def test_a_search_records_every_trial_run_resumes_and_selects_the_best(tmp_path,
                           data_root=str(mnist_like_root))
     assert [len(outcome.trials) for outcome in outcomes] == [3, 3]
     rows = sqlite3.connect(db).execute("SELECT config FROM runs").fetchall()
-    assert len(rows) <= 12 and all('"validation_fraction": 0.2' in row[0] for row in rows)
+    trials = [row for row in rows if '"validation_fraction": 0.2' in row[0]]
+    assert len(trials) <= 12 and len(rows) - len(trials) == 6  # and the pair's test runs
+    tests = [json.loads(row[0]) for row in rows if row not in trials]
+    assert sorted(config["seed"] for config in tests) == [10, 10, 11, 11, 12, 12]
     for outcome in outcomes:
         best_params, best = outcome.selected
         assert best == max(value for _, value in outcome.trials if value is not None)

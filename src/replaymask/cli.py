@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                "SEARCH.yaml)")
     _flag(search, "--data-root", type=Path)
     _flag(search, "--no-progress", action="store_true")
+    _flag(search, "--no-test-runs", action="store_true",
+          help="search only (by default, once both cells of a pair are fully searched, their "
+               "selections' test runs follow, together in one worker)")
     _flag(search, "--dry-run", action="store_true",
           help="list the cells, what each searches, and the runs it asks for; run nothing")
 
@@ -447,7 +450,8 @@ def _search(args: argparse.Namespace) -> int:
     _open_store(args.db, create=True).close()
     outcomes = searches.run_search(planned, args.db, journal, workers=args.workers,
                                    progress=not args.no_progress,
-                                   data_root=_text(args.data_root))
+                                   data_root=_text(args.data_root),
+                                   test=not args.no_test_runs)
     for outcome in outcomes:
         chosen = outcome.selected
         failed = sum(value is None for _, value in outcome.trials)
@@ -460,8 +464,8 @@ def _search(args: argparse.Namespace) -> int:
     from .core.results import atomic_write
 
     atomic_write(selected, searches.selected_sweep(planned, outcomes))
-    print(f"search: wrote {selected}; run the test runs with: replaymask sweep {selected} "
-          f"--db {args.db}")
+    print(f"search: wrote {selected}, the selections' test runs as a sweep file"
+          + ("" if args.no_test_runs else " (done already for every complete pair)"))
     return 0
 
 

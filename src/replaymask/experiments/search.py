@@ -33,7 +33,7 @@ import json
 import math
 import statistics
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,22 +224,64 @@ class CellOutcome:
 
 
 def run_search(search: Search, db: str | Path, journal: str | Path, workers: int = 2,
-               progress: bool = True, data_root: str | None = None) -> list[CellOutcome]:
+               progress: bool = True, data_root: str | None = None,
+               test: bool = True) -> list[CellOutcome]:
     """Run every cell's search up to its trials (cells on ``workers`` processes, each
-    cell's trials one after another); returns each cell's trials."""
+    cell's trials one after another, the two cells of a pair one after the other); with
+    ``test``, as soon as both cells of a pair (cells that differ only in ``gms``) are
+    fully searched, their selections' test runs, together in one worker; returns each
+    cell's trials."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     from tqdm import tqdm
 
     ResultsStore(db, create=True).close()
-    outcomes = []
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(search.cells)))) as pool:
-        futures = [pool.submit(_search_cell, search, cell, str(db), str(journal), data_root)
-                   for cell in search.cells]
-        with tqdm(total=len(futures), disable=not progress, unit="cell", desc="search") as bar:
-            for future in as_completed(futures):
-                outcomes.append(future.result())
+    cells = sorted(search.cells, key=lambda cell: (pair_key(cell), bool(cell.get("gms"))))
+    outcomes: dict[str, CellOutcome] = {}
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(cells)))) as pool, \
+            tqdm(total=len(cells), disable=not progress, unit="cell", desc="search") as bar:
+        pending = {pool.submit(_search_cell, search, cell, str(db), str(journal), data_root):
+                   ("search", cell) for cell in cells}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                kind, cell = pending.pop(future)
+                result = future.result()
+                if kind != "search":
+                    continue
+                outcomes[cell_key(cell)] = result
                 bar.update(1)
-    order = {cell_key(cell): i for i, cell in enumerate(search.cells)}
-    return sorted(outcomes, key=lambda outcome: order[cell_key(outcome.cell)])
+                partner = {**cell, "gms": not cell.get("gms")}
+                if test and cell_key(partner) in outcomes:
+                    configs = [config for side in (cell, partner) for config in
+                               selection_configs(search, outcomes[cell_key(side)])]
+                    if len(configs) == 2 * len(search.test_seeds):  # both searches complete
+                        pending[pool.submit(_test_runs, configs, str(db), data_root)] = (
+                            "test", cell)
+    return [outcomes[cell_key(cell)] for cell in search.cells]
+
+
+def pair_key(cell: dict) -> str:
+    """What the two cells of a pair share: every setting but ``gms``."""
+    return cell_key({name: value for name, value in cell.items() if name != "gms"})
+
+
+def _test_runs(configs: list, db: str, data_root: str | None) -> int:
+    """Run (in a worker) the test runs of a pair's selections not yet in the database, one
+    after another on this machine; returns how many ran."""
+    import torch
+
+    torch.set_num_threads(1)
+    store = ResultsStore(db, create=True)
+    ran = 0
+    try:
+        for config in configs:
+            if store.outcome(config.hash) is None:
+                _record_run(store, config, data_root, trial=False)
+                ran += 1
+    finally:
+        store.close()
+    return ran
 
 
 def _search_cell(search: Search, cell: dict, db: str, journal: str,
@@ -312,7 +354,7 @@ def selection_configs(search: Search, outcome: CellOutcome):
     if len(outcome.trials) < search.trials or chosen is None:
         return []
     return [resolve({**outcome.cell, **_plain(chosen[0]), "seed": seed},
-                    origin=f"search file {Path(search.source).name}")
+                    origin=f"search file {Path(search.source).name}, a selection's test run")
             for seed in search.test_seeds]
 
 
@@ -321,30 +363,34 @@ def _score(study, number: int, params: dict, search: Search, cell: dict, store,
     """Run (or find in the database) the trial's runs and tell Optuna their mean."""
     from optuna.trial import TrialState
 
-    from .execution import RunOptions, execute
-
     values = []
     for seed in search.seeds:
         config = _trial_settings(search.source, search, cell, _plain(params), seed)
-        found = store.outcome(config.hash)
-        if found is None:
-            try:
-                result = execute(config, options=RunOptions(
-                    data_root=data_root, download=False, progress=False, threads=1))
-                store.record(config.hash, config.to_dict(), result=result.to_dict())
-                found = ("done", result.to_dict(), None)
-            except Exception as error:  # recorded like a sweep worker's failure
-                where = traceback.extract_tb(error.__traceback__)[-1]
-                message = (f"{type(error).__name__}: {error} "
-                           f"({Path(where.filename).name}:{where.lineno})"
-                           + SEARCH_TRIAL_FAILURE)
-                store.record(config.hash, config.to_dict(), error=message)
-                found = ("failed", None, message)
+        found = store.outcome(config.hash) or _record_run(store, config, data_root)
         if found[0] != "done":
             study.tell(number, state=TrialState.FAIL)
             return
         values.append(found[1]["metrics"]["class_il"]["average_accuracy"])
     study.tell(number, statistics.fmean(values))
+
+
+def _record_run(store, config, data_root, trial: bool = True) -> tuple:
+    """Run ``config`` and record it in ``store`` as a sweep worker would: the outcome
+    (status, result, error); a search trial's failure is marked as such."""
+    from .execution import RunOptions, execute
+
+    try:
+        result = execute(config, options=RunOptions(
+            data_root=data_root, download=False, progress=False, threads=1)).to_dict()
+    except Exception as error:  # recorded like a sweep worker's failure
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        message = (f"{type(error).__name__}: {error} "
+                   f"({Path(where.filename).name}:{where.lineno})"
+                   + (SEARCH_TRIAL_FAILURE if trial else ""))
+        store.record(config.hash, config.to_dict(), error=message)
+        return "failed", None, message
+    store.record(config.hash, config.to_dict(), result=result)
+    return "done", result, None
 
 
 def _plain(params: dict) -> dict:
