@@ -17,7 +17,7 @@ import argparse
 import math
 from pathlib import Path
 
-from replaymask.experiments.cells import base_label, group_runs
+from replaymask.experiments.cells import group_runs
 from replaymask.experiments.plots import mask_value_curves
 from replaymask.experiments.stats import holm, mean_interval, paired_difference
 from replaymask.experiments.store import ResultsStore
@@ -33,7 +33,7 @@ def main() -> int:
     cells = [c for c in group_runs([row["result"] for row in store.runs("done")],
                                    [row["config"] for row in store.runs("failed")])
              if not c.scenario]  # the natural order, 5 tasks, the test set
-    plain = {(c.label, c.dataset, c.buffer_size): c for c in cells if " + GMS" not in c.label}
+    plain = {(c.variant, c.dataset, c.buffer_size): c for c in cells if not c.variant.gms}
     rows, tests = [], []
     for dataset in sorted({c.dataset for c in cells}):
         curves = mask_value_curves([c for c in cells if c.dataset == dataset])
@@ -50,7 +50,7 @@ def main() -> int:
                     tests.append(versus)
                 entries.append((m, mean, cell.failed, versus))
             no_gms = None if base is None else mean_interval(base.values(args.setting))[0]
-            rows.append((dataset, base_label(method), buffer_size, no_gms, entries))
+            rows.append((dataset, method.name, buffer_size, no_gms, entries))
     adjusted = dict(zip(map(id, tests), holm([t.p for t in tests]), strict=True))
     print(f"{args.setting}: mean over seeds; under it, the paired difference to m = -inf "
           f"[95% CI]; * = significant after Holm over {len(tests)} comparisons")

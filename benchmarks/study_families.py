@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from replaymask.experiments.cells import group_runs, method_label, split_label  # noqa: E402
+from replaymask.experiments.cells import Variant, group_runs, variant_of  # noqa: E402
 from replaymask.experiments.report import learning_rate_searches  # noqa: E402
 from replaymask.experiments.stats import holm, paired_difference  # noqa: E402
 from replaymask.experiments.store import ResultsStore  # noqa: E402
@@ -75,24 +75,26 @@ def tuned_rows(cells, setting: str) -> list[dict]:
     """Each method tuned against itself tuned: GMS at the learning rate it selected on the
     validation split minus the method without GMS at the one it selected, on the test
     set, paired on seed. Rows only where both selected runs are in the database."""
-    validation = [c for c in cells if "validation" in c.scenario]
-    test = {(c.label, c.dataset, c.buffer_size): c for c in cells if not c.scenario}
+    validation = [c for c in cells if c.column.validation_fraction]
+    test = {(c.variant, c.dataset, c.buffer_size): c for c in cells if c.column.protocol}
     chosen = {}
-    for label, cell, by_lr, best in learning_rate_searches(validation, setting):
+    for searched, cell, by_lr, best in learning_rate_searches(validation, setting):
         if best is None:
             continue
-        config = {**by_lr[best].results[0]["config"], "validation_fraction": 0.0}
-        dataset = cell.dataset.partition(" (")[0]
-        chosen[(split_label(label)[0], dataset, cell.buffer_size, split_label(label)[1])] = (
-            best, test.get((method_label(config), dataset, cell.buffer_size)))
+        result = by_lr[best].results[0]
+        config = {**result["config"], "validation_fraction": 0.0}
+        dataset = cell.column.dataset
+        chosen[(searched.plain.label, dataset, cell.buffer_size, searched.gms_part)] = (
+            best, test.get((variant_of(config, result.get("provenance")), dataset,
+                            cell.buffer_size)))
     rows = []
-    for (method, dataset, buffer_size, variant), (lr, masked) in sorted(chosen.items()):
-        if not variant:
+    for (method, dataset, buffer_size, gms_part), (lr, masked) in sorted(chosen.items()):
+        if not gms_part:
             continue
         base_lr, base = chosen.get((method, dataset, buffer_size, ""), (None, None))
         found = masked and base and paired_difference(masked, base, setting)
         if found and found.p is not None:
-            rows.append(_row(f"{method} + GMS{variant} at lr {lr:g} vs {method} at lr "
+            rows.append(_row(f"{method} + GMS{gms_part} at lr {lr:g} vs {method} at lr "
                              f"{base_lr:g}", base, found))
     return rows
 
@@ -100,13 +102,14 @@ def tuned_rows(cells, setting: str) -> list[dict]:
 def buffer_masking_rows(cells, setting: str) -> list[dict]:
     """paired.csv-like rows: every '..., buffer masked' GMS cell minus the same method's
     cell with plain GMS (the same mask value, only the stream masked)."""
-    by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
+    by_key = {(c.variant, c.dataset, c.buffer_size): c for c in cells}
     rows = []
     for cell in cells:
-        if ", buffer masked" not in cell.label:
+        if not cell.variant.on_buffer:
             continue
-        plain = by_key.get((cell.label.replace(", buffer masked", ""), cell.dataset,
-                            cell.buffer_size))
+        variant = cell.variant
+        plain = by_key.get((Variant(variant.method, variant.arguments, True, variant.mask_value),
+                            cell.dataset, cell.buffer_size))
         found = plain and paired_difference(cell, plain, setting)
         if found and found.p is not None:
             rows.append(_row(f"{cell.label} vs plain GMS", cell, found))

@@ -157,9 +157,11 @@ def test_the_m_curve_figure_is_drawn_when_four_or_more_mask_values_were_run(tmp_
         run["metrics"]["class_il"].update(forgetting=10.0, final_task_accuracy=[80.0, 99.0])
     from replaymask.experiments.report import write_report
 
+    from replaymask.experiments.cells import Variant
+
     curves = mask_value_curves(group_runs(runs))
-    assert list(curves) == [("ER", 20)]
-    assert sorted(curves[("ER", 20)]) == [float("-inf"), -1.0, 0.0, 1.0, 5.0]  # no detach
+    assert list(curves) == [(Variant("er"), 20)]
+    assert sorted(curves[(Variant("er"), 20)]) == [float("-inf"), -1.0, 0.0, 1.0, 5.0]
     written = write_report(runs, tmp_path, plots=True)
     figure = tmp_path / "seq-mnist_m_curve.png"
     assert figure in written and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -317,3 +319,22 @@ def test_every_comparison_has_one_of_four_outcomes(gains, outcome):
     assert found.outcome == outcome
     spread = statistics.stdev(gains)
     assert found.dz == pytest.approx(statistics.fmean(gains) / spread)
+
+
+def test_a_cell_is_data_and_its_label_is_derived():
+    """A row is a Variant (method, arguments, GMS) and a column a Scenario: the report
+    never parses a label back. Arguments are named against the best-args row the run was
+    resolved with, as its provenance recorded it, so editing a row relabels no stored run."""
+    from replaymask.experiments.cells import Scenario, Variant, variant_of
+
+    run = result("er", 0, 70.0, gms=True)
+    run["config"].update(lr=0.05, gms_mask_value="0.0", gms_on_buffer=True)
+    (cell,) = group_runs([run])
+    assert cell.variant == Variant("er", (("lr", 0.05),), True, "0.0", True)
+    assert cell.label == "ER [lr=0.05] + GMS (m=0.0, buffer masked)"
+    assert cell.variant.plain == Variant("er", (("lr", 0.05),))
+    assert cell.column == Scenario("seq-mnist") and cell.dataset == "seq-mnist"
+    recorded = {"best_args_values": {"lr": 0.05, "minibatch_size": 10}}
+    assert variant_of(run["config"], recorded).arguments == ()  # 0.05 was that run's row
+    ordered = Scenario("seq-mnist", class_order_seed=3, validation_fraction=0.1)
+    assert ordered.label == "seq-mnist (order 3, validation 10%)" and not ordered.protocol

@@ -232,6 +232,7 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
             user_set=tuple(kept),
             ignored=tuple(ignored.items()),
             best_args=row.note if row else "",
+            best_args_values=_unset_values(tunable, row, own, known, protocol.batch_size),
             from_best_args=tuple(from_row),
             from_benchmark=tuple(from_benchmark),
             overridable=(*tunable, "n_epochs", "batch_size", "lr_milestones"),
@@ -239,6 +240,16 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
         benchmark=info,
         network=network,
     )
+
+
+def _unset_values(tunable, row, own, known, batch_size) -> tuple:
+    """What each tunable setting is when the user sets none: the best-args row's value,
+    else the method's declared default (the replay batch: the stream batch), as the
+    provenance records them (None: no value, e.g. ``lr`` without a row)."""
+    values = {name: known[name].check(row.values[name]) if row and name in row.values
+              else own[name].default if name in own else None for name in tunable}
+    values["minibatch_size"] = values["minibatch_size"] or batch_size
+    return tuple(values.items())
 
 
 def _benchmark_info(values: dict) -> BenchmarkInfo:

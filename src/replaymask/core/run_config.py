@@ -101,6 +101,9 @@ class Provenance:
     cannot change this run (a mask value without GMS, another method's setting), with
     why, dropped so that equal runs have equal configurations; ``best_args``: the row of
     best arguments used, described, and ``from_best_args`` the values taken from it;
+    ``best_args_values``: what each tunable setting (lr, replay batch, the method's own)
+    would have been had the user set none (what a report compares a run's arguments
+    with, so that editing a row later relabels no stored run);
     ``from_benchmark``: the values of the benchmark's protocol. Anything else is a default.
     """
 
@@ -108,6 +111,8 @@ class Provenance:
     user_set: tuple[str, ...] = ()
     ignored: tuple[tuple[str, str], ...] = ()
     best_args: str = ""
+    # each tunable setting's value had the user set none: the row's, else the default
+    best_args_values: tuple[tuple[str, object], ...] = ()
     from_best_args: tuple[str, ...] = ()
     from_benchmark: tuple[str, ...] = ()
     overridable: tuple[str, ...] = ()  # settings a best-args row or the protocol would give
@@ -132,6 +137,7 @@ class Provenance:
     def to_dict(self) -> dict:
         return {"origin": self.origin, "set": list(self.user_set),
                 "ignored": dict(self.ignored), "best_args": self.best_args,
+                "best_args_values": dict(self.best_args_values),
                 "from_best_args": list(self.from_best_args),
                 "from_benchmark": list(self.from_benchmark)}
 

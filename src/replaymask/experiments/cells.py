@@ -1,10 +1,11 @@
-"""Runs grouped into the cells of a table: one (method and GMS variant, dataset, buffer
-size), one value per seed. Shared by the report's tables and its plots."""
+"""Runs grouped into the cells of a table: one (row, column, buffer size), one value per
+seed. A row is a :class:`Variant` (method, arguments, GMS) and a column a
+:class:`Scenario` (benchmark and scenario): data, whose labels are derived for display and
+never parsed back. Shared by the report's tables, its plots and the study's analyses."""
 
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from dataclasses import dataclass
 from functools import cache
@@ -14,33 +15,94 @@ from ..core.methods import declarations
 from ..errors import ConfigError
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A table's row, as data: the method, the arguments it ran with where they are not
+    its best-args row's (and a network other than the benchmark's default), and GMS with
+    its mask value (as stored: "-inf", "0.0", "detach") and whether replayed rows were
+    masked too. Its label is derived, for display, and never parsed back."""
+
+    method: str
+    arguments: tuple[tuple[str, object], ...] = ()
+    gms: bool = False
+    mask_value: str = "-inf"
+    on_buffer: bool = False
+
+    @property
+    def name(self) -> str:
+        """The method's label: 'DER++'."""
+        method = declarations().get(self.method)
+        return method.label if method is not None else self.method
+
+    @property
+    def plain(self) -> Variant:
+        """The same method and arguments without GMS: the comparison's base."""
+        return Variant(self.method, self.arguments)
+
+    def without(self, *names: str) -> Variant:
+        """This variant with the arguments ``names`` left out (a search's own)."""
+        return Variant(self.method, tuple(a for a in self.arguments if a[0] not in names),
+                       self.gms, self.mask_value, self.on_buffer)
+
+    @property
+    def gms_part(self) -> str:
+        """' (m=-inf)', ' (m=0.0, buffer masked)'; '' without GMS."""
+        if not self.gms:
+            return ""
+        options = [f"m={self.mask_value}"] + (["buffer masked"] if self.on_buffer else [])
+        return f" ({', '.join(options)})"
+
+    @property
+    def label(self) -> str:
+        """'DER++', 'ER [lr=0.01] + GMS (m=-inf)', 'ER + GMS (m=0.0, buffer masked)'."""
+        label = self.name
+        if self.arguments:
+            label += " [" + ", ".join(f"{name}={value}" for name, value in self.arguments) + "]"
+        return label + (f" + GMS{self.gms_part}" if self.gms else "")
+
+    @property
+    def mask_order(self) -> float:
+        """GMS variants in order of m: -inf, the numbers, then detach (no GMS first)."""
+        if not self.gms:
+            return -math.inf
+        try:
+            return float(self.mask_value)
+        except ValueError:  # detach
+            return math.inf
+
+
+def variant_of(config: dict, provenance: dict | None = None,
+               leave_out: tuple[str, ...] = ()) -> Variant:
+    """A run's row (see :class:`Variant`); ``provenance`` (a result's) gives the best-args
+    row the run was resolved with, where it was recorded; ``leave_out``: arguments not to
+    name (a search's)."""
+    arguments = tuple((name, value) for name, value in
+                      changed_hyperparameters(config, provenance) if name not in leave_out)
+    gms = bool(config.get("gms"))
+    return Variant(config["model"], arguments, gms,
+                   str(config.get("gms_mask_value", "-inf")) if gms else "-inf",
+                   bool(config.get("gms_on_buffer")) and gms)
+
+
 def method_label(config: dict, leave_out: tuple[str, ...] = ()) -> str:
-    """'DER++', 'DER++ + GMS (m=-inf)', 'ER + GMS (m=0.0, buffer masked)', and with
-    hyper-parameters other than the method's best arguments for the benchmark and buffer
-    size, those: 'ER [lr=0.01] + GMS (m=-inf)'. Runs that differ in them are never
-    pooled in one cell. ``leave_out``: hyper-parameters not to name (a search's)."""
-    method = declarations().get(config["model"])
-    label = method.label if method is not None else config["model"]
-    changed = [(name, value) for name, value in changed_hyperparameters(config)
-               if name not in leave_out]
-    if changed:
-        label += " [" + ", ".join(f"{name}={value}" for name, value in changed) + "]"
-    if config.get("gms"):
-        options = [f"m={config.get('gms_mask_value', '-inf')}"]
-        if config.get("gms_on_buffer"):
-            options.append("buffer masked")
-        label += f" + GMS ({', '.join(options)})"
-    return label
+    """A run's row label (:class:`Variant`): 'DER++', 'ER [lr=0.01] + GMS (m=-inf)'. Runs
+    that differ in their arguments are never pooled in one cell."""
+    return variant_of(config, leave_out=leave_out).label
 
 
-def changed_hyperparameters(config: dict) -> list[tuple[str, object]]:
+def changed_hyperparameters(config: dict, provenance: dict | None = None
+                            ) -> list[tuple[str, object]]:
     """The network, where it is not the benchmark's default, and the tunable settings (lr,
-    replay batch, the method's own) whose stored value is not the one the method's
-    best-args row gives this benchmark and buffer size (all of them where the benchmark
-    has no best arguments, as a user's own)."""
+    replay batch, the method's own) whose stored value is not the one of the best-args row
+    the run was resolved with (``provenance["best_args_values"]``, recorded with the run;
+    for runs recorded before it was, the method's row as declared now), all of them where
+    the benchmark has no best arguments (a user's own)."""
     network = [("net", network_label(config))] if config.get("backbone") else []
     defaults = None
-    if config.get("benchmark_fingerprint") is None:
+    recorded = (provenance or {}).get("best_args_values")
+    if recorded is not None and all(value is not None for value in recorded.values()):
+        defaults = recorded
+    elif config.get("benchmark_fingerprint") is None:
         defaults = _best_arguments(config["model"], config["dataset"], config["buffer_size"])
     if defaults is None:
         method = declarations().get(config["model"])
@@ -62,29 +124,6 @@ def _best_arguments(model: str, dataset: str, buffer_size: int) -> dict | None:
             **default.method_settings}
 
 
-def mask_order(label: str) -> float:
-    """GMS variants in order of m: -inf, the numbers, then detach."""
-    found = re.search(r"m=([^,)]+)", label)
-    if found is None:
-        return -math.inf
-    try:
-        return float(found.group(1))
-    except ValueError:  # detach
-        return math.inf
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """A cell label's two parts: the method with its arguments, and the GMS variant
-    ('' without GMS): 'ER [lr=0.01] + GMS (m=-inf)' -> ('ER [lr=0.01]', ' (m=-inf)')."""
-    plain, _, variant = label.partition(" + GMS")
-    return plain, variant
-
-
-def base_label(label: str) -> str:
-    """The method's name in a cell label: 'ER [lr=0.01] + GMS (m=-inf)' -> 'ER'."""
-    return split_label(label)[0].split(" [")[0]
-
-
 def network_label(config: dict) -> str:
     """A stored configuration's network, where it is not the benchmark's default: its
     name (a class's or factory's without its module), and for any but a built-in one the
@@ -102,42 +141,78 @@ def dataset_label(config: dict) -> str:
     return config["dataset"] if fingerprint is None else f"{config['dataset']}@{fingerprint[:8]}"
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """A table's benchmark column, as data: the benchmark (name, or name@fingerprint) and
+    its scenario where it is not the protocol's: another task count, a class order, a
+    validation split, or all class orders pooled."""
+
+    dataset: str
+    n_tasks: int | None = None
+    class_order_seed: int | None = None
+    validation_fraction: float = 0.0
+    pooled: bool = False  # every class order of the runs, together
+
+    @property
+    def parts(self) -> list[str]:
+        parts = [f"{self.n_tasks} tasks"] if self.n_tasks is not None else []
+        if self.class_order_seed is not None:
+            parts.append(f"order {self.class_order_seed}")
+        if self.validation_fraction:
+            parts.append(f"validation {self.validation_fraction:.0%}")
+        return parts + (["orders pooled"] if self.pooled else [])
+
+    @property
+    def label(self) -> str:
+        """'seq-mnist', 'seq-mnist (10 tasks)', 'seq-fmnist (order 3)',
+        'seq-mnist (validation 10%)', 'seq-mnist (orders pooled)'."""
+        return self.dataset + (f" ({', '.join(self.parts)})" if self.parts else "")
+
+    @property
+    def protocol(self) -> bool:
+        """The protocol's own scenario (the main tables')."""
+        return not self.parts
+
+
+def scenario_of(config: dict) -> Scenario:
+    """A stored configuration's column (it holds ``n_tasks`` only where it is not the
+    benchmark's own)."""
+    return Scenario(dataset_label(config), config.get("n_tasks"),
+                    config.get("class_order_seed"), config.get("validation_fraction") or 0.0)
+
+
 def benchmark_label(config: dict) -> str:
     """The dataset, and the scenario where it is not the protocol's: 'seq-mnist',
     'seq-mnist (10 tasks)', 'seq-fmnist (order 3)', 'seq-mnist (validation 10%)'. Runs of
-    different scenarios are never pooled in one cell (but see :func:`pooled_over_orders`).
-    A stored configuration holds ``n_tasks`` only where it is not the benchmark's own."""
-    parts = []
-    n_tasks = config.get("n_tasks")
-    if n_tasks is not None:
-        parts.append(f"{n_tasks} tasks")
-    if config.get("class_order_seed") is not None:
-        parts.append(f"order {config['class_order_seed']}")
-    if config.get("validation_fraction"):
-        parts.append(f"validation {config['validation_fraction']:.0%}")
-    return dataset_label(config) + (f" ({', '.join(parts)})" if parts else "")
-
-
-def scenario_of(benchmark: str) -> str:
-    """The scenario part of a benchmark label: '' for the protocol's, '10 tasks', ..."""
-    return benchmark.partition(" (")[2].rstrip(")")
+    different scenarios are never pooled in one cell (but see :func:`pooled_over_orders`)."""
+    return scenario_of(config).label
 
 
 @dataclass
 class Cell:
-    """The runs of one (method label, benchmark, buffer size): one value per finished run,
-    and how many runs of the cell failed (diverged) instead. ``dataset`` is the
-    benchmark's label (:func:`benchmark_label`): the dataset and any other scenario."""
+    """The runs of one (row, column, buffer size): one value per finished run, and how
+    many runs of the cell failed (diverged) instead. ``variant`` is the row (method,
+    arguments, GMS), ``column`` the benchmark and scenario; ``label`` and ``dataset`` are
+    their labels, for display."""
 
-    label: str
-    dataset: str
+    variant: Variant
+    column: Scenario
     buffer_size: int
     results: list[dict]
     failed: int = 0
 
     @property
+    def label(self) -> str:
+        return self.variant.label
+
+    @property
+    def dataset(self) -> str:
+        return self.column.label
+
+    @property
     def scenario(self) -> str:
-        return scenario_of(self.dataset)
+        """The scenario in words, '' for the protocol's: '10 tasks', 'order 3', ..."""
+        return ", ".join(self.column.parts)
 
     @property
     def attempted(self) -> int:
@@ -157,11 +232,11 @@ def group_runs(results: list[dict], failed: list[dict] = ()) -> list[Cell]:
     failed runs into table cells."""
     cells: dict[tuple, Cell] = {}
 
-    def cell_of(config):
-        key = (method_label(config), benchmark_label(config), config["buffer_size"])
+    def cell_of(config, provenance=None):
+        key = (variant_of(config, provenance), scenario_of(config), config["buffer_size"])
         return cells.setdefault(key, Cell(*key, results=[]))
     for result in results:
-        cell_of(result["config"]).results.append(result)
+        cell_of(result["config"], result.get("provenance")).results.append(result)
     for config in failed:
         cell_of(config).failed += 1
     return list(cells.values())
@@ -173,22 +248,21 @@ def pooled_over_orders(cells: list[Cell]) -> list[Cell]:
     pooled)'. Its runs still pair on seed and class order."""
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
-        if cell.scenario and not cell.scenario.startswith("order "):
+        where = cell.column
+        if where.n_tasks is not None or where.validation_fraction or where.pooled:
             continue  # other task counts and validation runs are not pooled
-        groups.setdefault((cell.label, cell.dataset.partition(" (")[0], cell.buffer_size),
-                          []).append(cell)
-    return [Cell(label, f"{dataset} (orders pooled)", buffer_size,
+        groups.setdefault((cell.variant, where.dataset, cell.buffer_size), []).append(cell)
+    return [Cell(variant, Scenario(dataset, pooled=True), buffer_size,
                  [r for c in members for r in c.results], sum(c.failed for c in members))
-            for (label, dataset, buffer_size), members in groups.items() if len(members) > 1]
+            for (variant, dataset, buffer_size), members in groups.items() if len(members) > 1]
 
 
-def row_order(cells: list[Cell]) -> list[str]:
-    """The labels of ``cells`` in table order: methods in their declared order, each
-    before its GMS variants."""
-    methods = [method.label for method in declarations().values()]
+def row_order(cells: list[Cell]) -> list[Variant]:
+    """The rows of ``cells`` in table order: methods in their declared order, each before
+    its GMS variants."""
+    methods = list(declarations())
 
-    def key(label: str):
-        base = base_label(label)
-        return (methods.index(base) if base in methods else len(methods),
-                split_label(label)[0], " + GMS" in label, mask_order(label), label)
-    return sorted({c.label for c in cells}, key=key)
+    def key(variant: Variant):
+        return (methods.index(variant.method) if variant.method in methods else len(methods),
+                variant.plain.label, variant.gms, variant.mask_order, variant.label)
+    return sorted({c.variant for c in cells}, key=key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from .cells import Cell, row_order, split_label
+from .cells import Cell, Variant, row_order
 
 
 def _pyplot():
@@ -23,17 +23,16 @@ VARIANT_COLORS = ["black", "tab:blue", "tab:orange", "tab:green", "tab:red", "ta
 METHOD_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 
-def _style(label: str, labels: list[str]) -> dict:
+def _style(variant: Variant, rows: list[Variant]) -> dict:
     """Colour by GMS variant (black: no GMS), marker by method: 20+ lines stay readable."""
-    bases = list(dict.fromkeys(split_label(name)[0] for name in labels))
-    variants = list(dict.fromkeys(split_label(name)[1] for name in labels))
-    variants.sort(key=lambda v: v != "")
-    base, variant = split_label(label)
-    index = variants.index(variant)  # past the palette: cycle, never back to black
+    bases = list(dict.fromkeys(row.plain for row in rows))
+    kinds = list(dict.fromkeys(row.gms_part for row in rows))
+    kinds.sort(key=lambda kind: kind != "")
+    index = kinds.index(variant.gms_part)  # past the palette: cycle, never back to black
     color = VARIANT_COLORS[index if index < len(VARIANT_COLORS)
                            else 1 + (index - 1) % (len(VARIANT_COLORS) - 1)]
     return {"color": color,
-            "marker": METHOD_MARKERS[bases.index(base) % len(METHOD_MARKERS)]}
+            "marker": METHOD_MARKERS[bases.index(variant.plain) % len(METHOD_MARKERS)]}
 
 
 def write_all(cells: list[Cell], out_dir: Path) -> list[Path]:
@@ -56,10 +55,10 @@ def full_buffer_axis(cells: list[Cell]) -> list[Cell]:
     """The cells of the labels that were run at every buffer size their method was run at
     without GMS: variants run at a few sizes only (the m curve's) are left to the m-curve
     figure, so that the per-buffer figures keep one line per variant of the main grid."""
-    sizes: dict[str, set[int]] = {}
+    sizes: dict[Variant, set[int]] = {}
     for cell in cells:
-        sizes.setdefault(cell.label, set()).add(cell.buffer_size)
-    return [c for c in cells if sizes[c.label] >= sizes.get(split_label(c.label)[0], set())]
+        sizes.setdefault(cell.variant, set()).add(cell.buffer_size)
+    return [c for c in cells if sizes[c.variant] >= sizes.get(c.variant.plain, set())]
 
 
 M_CURVE_METRICS = (  # (title, value of one run)
@@ -74,19 +73,20 @@ M_CURVE_METRICS = (  # (title, value of one run)
 def _mask_value(cell: Cell) -> float | None:
     """The cell's GMS mask value as a number (-inf included), or None for no GMS,
     "detach" or a masked buffer."""
-    config = cell.results[0]["config"] if cell.results else {}
-    if not config.get("gms") or config.get("gms_on_buffer"):
+    variant = cell.variant
+    if not variant.gms or variant.on_buffer or variant.mask_value == "detach" \
+            or not cell.results:
         return None
-    value = config.get("gms_mask_value", "-inf")
-    return None if value == "detach" else float(value)
+    return float(variant.mask_value)
 
 
-def mask_value_curves(cells: list[Cell]) -> dict[tuple[str, int], dict[float, Cell]]:
-    """(method, buffer size) -> {m: cell} where at least 4 values of m were run."""
-    curves: dict[tuple[str, int], dict[float, Cell]] = {}
+def mask_value_curves(cells: list[Cell]) -> dict[tuple[Variant, int], dict[float, Cell]]:
+    """(method without GMS, buffer size) -> {m: cell} where at least 4 values of m were
+    run."""
+    curves: dict[tuple[Variant, int], dict[float, Cell]] = {}
     for cell in cells:
         if (m := _mask_value(cell)) is not None:
-            curves.setdefault((split_label(cell.label)[0], cell.buffer_size), {})[m] = cell
+            curves.setdefault((cell.variant.plain, cell.buffer_size), {})[m] = cell
     return {key: curve for key, curve in curves.items() if len(curve) >= 4}
 
 
@@ -101,11 +101,11 @@ def m_curve(cells: list[Cell], path: Path) -> Path:
     buffers = sorted({buffer_size for _, buffer_size in curves})
     values = sorted({m for curve in curves.values() for m in curve})
     position = {m: index for index, m in enumerate(values)}  # -inf first, evenly spaced
+    rows = row_order(cells)
     methods = list(dict.fromkeys(method for method, _ in sorted(
-        curves, key=lambda key: row_order(cells).index(key[0]) if key[0] in row_order(cells)
-        else 0)))
+        curves, key=lambda key: rows.index(key[0]) if key[0] in rows else 0)))
     colors = {method: f"C{index}" for index, method in enumerate(methods)}
-    plain = {(c.label, c.buffer_size): c for c in cells if " + GMS" not in c.label}
+    plain = {(c.variant, c.buffer_size): c for c in cells if not c.variant.gms}
     figure, axes = plt.subplots(len(M_CURVE_METRICS), len(buffers), squeeze=False,
                                 figsize=(4.6 * len(buffers), 3.0 * len(M_CURVE_METRICS)),
                                 sharex=True, sharey="row")
@@ -120,7 +120,7 @@ def m_curve(cells: list[Cell], path: Path) -> Path:
                 intervals = [mean_interval([metric(r) for r in curve[m].results]) for m in ms]
                 xs = [position[m] for m in ms]
                 axis.plot(xs, [mean for mean, _, _ in intervals], marker="o", markersize=3,
-                          linewidth=1, color=colors[method], label=f"{method} + GMS")
+                          linewidth=1, color=colors[method], label=f"{method.label} + GMS")
                 if all(low is not None for _, low, _ in intervals):
                     axis.fill_between(xs, [low for _, low, _ in intervals],
                                       [high for _, _, high in intervals],
@@ -128,7 +128,7 @@ def m_curve(cells: list[Cell], path: Path) -> Path:
                 if (baseline := plain.get((method, buffer_size))) and baseline.results:
                     axis.axhline(statistics.fmean(metric(r) for r in baseline.results),
                                  color=colors[method], linestyle="--", linewidth=0.8,
-                                 label=f"{method}, no GMS")
+                                 label=f"{method.label}, no GMS")
             if row == 0:
                 axis.set_title(f"buffer {buffer_size}" if buffer_size else "no buffer")
                 axis.legend(fontsize=6)
@@ -147,14 +147,14 @@ def m_curve(cells: list[Cell], path: Path) -> Path:
 def heatmaps(cells: list[Cell], path: Path) -> Path:
     """Mean Class-IL accuracy matrix of every (method, buffer)."""
     plt = _pyplot()
-    labels, buffers = row_order(cells), sorted({c.buffer_size for c in cells})
-    by_key = {(c.label, c.buffer_size): c for c in cells}
-    figure, axes = plt.subplots(len(labels), len(buffers), squeeze=False,
-                                figsize=(2.6 * len(buffers) + 1, 2.4 * len(labels)))
-    for i, label in enumerate(labels):
+    rows, buffers = row_order(cells), sorted({c.buffer_size for c in cells})
+    by_key = {(c.variant, c.buffer_size): c for c in cells}
+    figure, axes = plt.subplots(len(rows), len(buffers), squeeze=False,
+                                figsize=(2.6 * len(buffers) + 1, 2.4 * len(rows)))
+    for i, variant in enumerate(rows):
         for j, buffer_size in enumerate(buffers):
             axis = axes[i][j]
-            cell = by_key.get((label, buffer_size))
+            cell = by_key.get((variant, buffer_size))
             axis.set_xticks([])
             axis.set_yticks([])
             if cell is None:
@@ -169,7 +169,7 @@ def heatmaps(cells: list[Cell], path: Path) -> Path:
                 for k in range(r + 1):
                     axis.text(k, r, f"{grid[r][k]:.0f}", ha="center", va="center", fontsize=7,
                               color="white" if grid[r][k] < 60 else "black")
-            axis.set_title(f"{label}\nbuffer {buffer_size}", fontsize=8)
+            axis.set_title(f"{variant.label}\nbuffer {buffer_size}", fontsize=8)
     figure.suptitle(f"{cells[0].dataset}: Class-IL accuracy (%), row = after task, col = task")
     return _save(figure, path)
 
@@ -181,11 +181,12 @@ def accuracy_after_each_task(cells: list[Cell], path: Path) -> Path:
     figure, axes = plt.subplots(1, len(buffers), squeeze=False, figsize=(4.2 * len(buffers), 3.6),
                                 sharey=True)
     for axis, buffer_size in zip(axes[0], buffers, strict=True):
+        rows = row_order(cells)
         for cell in sorted((c for c in cells if c.buffer_size == buffer_size),
-                           key=lambda c: row_order(cells).index(c.label)):
+                           key=lambda c: rows.index(c.variant)):
             curve = [statistics.fmean(row) for row in cell.mean_matrix("class_il")]
             axis.plot(range(1, len(curve) + 1), curve, label=cell.label, markersize=4,
-                      linewidth=1, **_style(cell.label, row_order(cells)))
+                      linewidth=1, **_style(cell.variant, rows))
         axis.set_title(f"buffer {buffer_size}")
         axis.set_xlabel("after task")
         axis.set_ylim(0, 100)
@@ -199,27 +200,28 @@ def accuracy_vs_buffer(cells: list[Cell], path: Path) -> Path:
     """Final average accuracy against buffer size, mean ± std over seeds: one column per
     method (Class-IL above, Task-IL below), one line per GMS variant."""
     plt = _pyplot()
-    labels = row_order(cells)
-    bases = [b for b in dict.fromkeys(split_label(label)[0] for label in labels)
-             if len({c.buffer_size for c in cells if split_label(c.label)[0] == b}) > 1]
+    rows = row_order(cells)
+    bases = [b for b in dict.fromkeys(row.plain for row in rows)
+             if len({c.buffer_size for c in cells if c.variant.plain == b}) > 1]
     if not bases:
-        bases = list(dict.fromkeys(split_label(label)[0] for label in labels))
+        bases = list(dict.fromkeys(row.plain for row in rows))
     figure, axes = plt.subplots(2, len(bases), squeeze=False, figsize=(4 * len(bases), 7),
                                 sharey="row")
     for column, base in enumerate(bases):
         for row, (setting, title) in enumerate((("class_il", "Class-IL"), ("task_il", "Task-IL"))):
             axis = axes[row][column]
-            for label in (name for name in labels if split_label(name)[0] == base):
-                points = sorted((c for c in cells if c.label == label),
+            for variant in (row for row in rows if row.plain == base):
+                points = sorted((c for c in cells if c.variant == variant),
                                 key=lambda c: c.buffer_size)
                 means = [statistics.fmean(c.values(setting)) for c in points]
                 stds = [statistics.stdev(c.values(setting)) if len(c.results) > 1 else 0.0
                         for c in points]
                 axis.errorbar([c.buffer_size for c in points], means, yerr=stds, capsize=3,
-                              markersize=4, linewidth=1, label=label, **_style(label, labels))
+                              markersize=4, linewidth=1, label=variant.label,
+                              **_style(variant, rows))
             axis.set_xscale("symlog", linthresh=10)
             axis.set_xlabel("buffer size")
-            axis.set_title(f"{base}: {title}", fontsize=10)
+            axis.set_title(f"{base.label}: {title}", fontsize=10)
             if column == 0:
                 axis.set_ylabel(f"{title} accuracy (%)")
             if row == 0:
@@ -232,14 +234,16 @@ def stability_plasticity(cells: list[Cell], path: Path) -> Path:
     """Old tasks' final accuracy (stability) against the newest task's (plasticity)."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
-    for label in row_order(cells):
-        points = [c for c in cells if c.label == label]
+    rows = row_order(cells)
+    for variant in rows:
+        points = [c for c in cells if c.variant == variant]
         old = [statistics.fmean(statistics.fmean(r["accuracy_matrix"]["class_il"][-1][:-1])
                                 for r in c.results) for c in points]
         new = [statistics.fmean(r["accuracy_matrix"]["class_il"][-1][-1] for r in c.results)
                for c in points]
-        style = _style(label, row_order(cells))
-        axis.scatter(new, old, label=label, c=style["color"], marker=style["marker"], s=22)
+        style = _style(variant, rows)
+        axis.scatter(new, old, label=variant.label, c=style["color"], marker=style["marker"],
+                     s=22)
         for c, x, y in zip(points, new, old, strict=True):
             axis.annotate(str(c.buffer_size), (x, y), fontsize=6, xytext=(2, 2),
                           textcoords="offset points")

@@ -10,13 +10,12 @@ from pathlib import Path
 from ..core.results import atomic_write
 from .cells import (
     Cell,
+    Variant,
     changed_hyperparameters,
     group_runs,
-    mask_order,
-    method_label,
     pooled_over_orders,
     row_order,
-    split_label,
+    variant_of,
 )
 from .stats import PairedDifference, gms_comparisons
 
@@ -39,13 +38,13 @@ def markdown_table(cells: list[Cell]) -> str:
     """Rows: method (+ GMS); columns: dataset x buffer; cells: Class-IL / Task-IL,
     mean ± sample std over seeds, with the seed count."""
     columns = sorted({(c.dataset, c.buffer_size) for c in cells})
-    by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
+    by_key = {(c.variant, c.dataset, c.buffer_size): c for c in cells}
     header = " | ".join(f"{d} buf {b}" for d, b in columns)
     lines = [f"| method | {header} |", "|---" * (len(columns) + 1) + "|"]
-    for label in row_order(cells):
+    for variant in row_order(cells):
         parts = []
         for dataset, buffer_size in columns:
-            cell = by_key.get((label, dataset, buffer_size))
+            cell = by_key.get((variant, dataset, buffer_size))
             if cell is None:
                 parts.append("")
             elif not cell.results:
@@ -53,7 +52,7 @@ def markdown_table(cells: list[Cell]) -> str:
             else:
                 parts.append(f"{_mean_std(cell.values('class_il'))} / "
                              f"{_mean_std(cell.values('task_il'))} ({_runs(cell)})")
-        lines.append(f"| {label} | " + " | ".join(parts) + " |")
+        lines.append(f"| {variant.label} | " + " | ".join(parts) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -66,18 +65,19 @@ def gms_effect_table(cells: list[Cell], setting: str = "class_il",
     if tested is None:
         tested = gms_comparisons(cells, setting)
     comparisons = {(d.label, d.dataset, d.buffer_size): d for d in tested}
-    by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
-    variants = sorted({split_label(c.label)[1] for c in cells if " + GMS" in c.label},
-                      key=lambda variant: (mask_order(variant), variant))
-    bases = [label for label in row_order(cells) if " + GMS" not in label]
+    by_key = {(c.variant, c.dataset, c.buffer_size): c for c in cells}
+    kinds = sorted({(c.variant.mask_order, c.variant.gms_part, c.variant.mask_value,
+                     c.variant.on_buffer) for c in cells if c.variant.gms})
+    bases = [variant for variant in row_order(cells) if not variant.gms]
     columns = sorted({(c.dataset, c.buffer_size) for c in cells})
     lines = []
-    for variant in variants:
+    for _, gms_part, mask_value, on_buffer in kinds:
         rows = []
         for base in bases:
             parts, any_cell = [], False
+            masked_variant = Variant(base.method, base.arguments, True, mask_value, on_buffer)
             for dataset, buffer_size in columns:
-                masked = by_key.get((f"{base} + GMS{variant}", dataset, buffer_size))
+                masked = by_key.get((masked_variant, dataset, buffer_size))
                 difference = None if masked is None else comparisons.get(
                     (masked.label, dataset, buffer_size))
                 if difference is None:
@@ -86,10 +86,10 @@ def gms_effect_table(cells: list[Cell], setting: str = "class_il",
                 any_cell = True
                 parts.append(f"{difference.mean:+.1f}{'*' if difference.significant else ''}")
             if any_cell:
-                rows.append(f"| {base} | " + " | ".join(parts) + " |")
+                rows.append(f"| {base.label} | " + " | ".join(parts) + " |")
         if rows:
             header = " | ".join(f"{d} buf {b}" for d, b in columns)
-            lines += [f"GMS{variant} minus no GMS, {setting.replace('_', '-')} points "
+            lines += [f"GMS{gms_part} minus no GMS, {setting.replace('_', '-')} points "
                       "(mean over pairs of runs with the same seed and class order; * = "
                       "significant at 5% after Holm's correction):", "",
                       f"| method | {header} |", "|---" * (len(columns) + 1) + "|", *rows, ""]
@@ -120,7 +120,7 @@ def paired_table(cells: list[Cell], found: dict[str, list[PairedDifference]] | N
 
 
 def _order(cells: list[Cell], label: str) -> int:
-    return row_order(cells).index(label)
+    return [variant.label for variant in row_order(cells)].index(label)
 
 
 def _difference_columns(difference: PairedDifference | None) -> list[str]:
@@ -260,19 +260,19 @@ def scenario_tables(protocol: list[Cell], scenarios: list[Cell],
     """Per dataset: the GMS effect and the accuracies under each other scenario, beside
     the protocol's cells of the same methods and buffer sizes."""
     text = ""
-    for dataset in sorted({c.dataset.partition(" (")[0] for c in scenarios}):
-        shown = [c for c in scenarios if c.dataset.partition(" (")[0] == dataset]
-        keys = {(c.label, c.buffer_size) for c in shown}
+    for dataset in sorted({c.column.dataset for c in scenarios}):
+        shown = [c for c in scenarios if c.column.dataset == dataset]
+        keys = {(c.variant, c.buffer_size) for c in shown}
         shown += [c for c in protocol
-                  if c.dataset == dataset and (c.label, c.buffer_size) in keys]
+                  if c.dataset == dataset and (c.variant, c.buffer_size) in keys]
         text += (f"### {dataset}\n\n" + gms_effect_table(shown, tested=tested)
                  + "\n" + markdown_table(shown) + "\n")
     return text
 
 
 def learning_rate_searches(cells: list[Cell], setting: str = "class_il"
-                           ) -> list[tuple[str, Cell, dict[float, Cell], float]]:
-    """The searches among validation ``cells``: (label without the lr, a cell, the cells
+                           ) -> list[tuple[Variant, Cell, dict[float, Cell], float]]:
+    """The searches among validation ``cells``: (the row without its lr, a cell, the cells
     by learning rate, the selected learning rate: the highest mean ``setting`` among the
     learning rates at which no run diverged), in table order; a search where every
     learning rate had a diverged run selects none (None)."""
@@ -280,15 +280,16 @@ def learning_rate_searches(cells: list[Cell], setting: str = "class_il"
     for cell in cells:
         if cell.results:
             config = cell.results[0]["config"]
-            key = (method_label(config, leave_out=("lr",)), cell.dataset, cell.buffer_size)
-            groups.setdefault(key, {})[config["lr"]] = cell
-    labels = row_order([c for members in groups.values() for c in members.values()])
+            searched = variant_of(config, cell.results[0].get("provenance"), leave_out=("lr",))
+            groups.setdefault((searched, cell.dataset, cell.buffer_size), {})[
+                config["lr"]] = cell
+    rows = row_order([c for members in groups.values() for c in members.values()])
     found = []
-    for (label, _, _), by_lr in sorted(groups.items(), key=lambda item: (
-            item[0][1], item[0][2], min(labels.index(c.label) for c in item[1].values()))):
+    for (searched, _, _), by_lr in sorted(groups.items(), key=lambda item: (
+            item[0][1], item[0][2], min(rows.index(c.variant) for c in item[1].values()))):
         means = {lr: statistics.fmean(cell.values(setting)) for lr, cell in by_lr.items()
                  if not cell.failed}
-        found.append((label, next(iter(by_lr.values())), by_lr,
+        found.append((searched, next(iter(by_lr.values())), by_lr,
                       max(sorted(means), key=means.get) if means else None))
     return found
 
@@ -299,10 +300,10 @@ def selection_table(cells: list[Cell], setting: str = "class_il") -> str:
     (the highest mean)."""
     lines = ["| method | benchmark | buffer | validation Class-IL by learning rate "
              "(mean ± std, n) | selected lr |", "|---|---|---|---|---|"]
-    for label, cell, by_lr, best in learning_rate_searches(cells, setting):
+    for searched, cell, by_lr, best in learning_rate_searches(cells, setting):
         entries = [f"{lr:g}: {_mean_std(by_lr[lr].values(setting))} ({_runs(by_lr[lr])})"
                    for lr in sorted(by_lr)]
-        lines.append(f"| {label} | {cell.dataset} | {cell.buffer_size} | "
+        lines.append(f"| {searched.label} | {cell.dataset} | {cell.buffer_size} | "
                      f"{'; '.join(entries)} | "
                      f"{'none' if best is None else f'**{best:g}**'} |")
     return "\n".join(lines) + "\n"
@@ -320,12 +321,13 @@ def selected_sweep(cells: list[Cell]) -> str:
     for _, _, by_lr, best in learning_rate_searches(cells):
         if best is None:
             continue
-        config = by_lr[best].results[0]["config"]
+        result = by_lr[best].results[0]
+        config = result["config"]
         grid = {"seed": list(TEST_SEEDS), **{key: config[key] for key in SELECTED_KEYS
                                        if config.get(key) not in (None, False)}}
         if not config.get("gms"):
             grid.pop("gms_mask_value", None)
-        grid |= dict(changed_hyperparameters(config))
+        grid |= dict(changed_hyperparameters(config, result.get("provenance")))
         grid["lr"] = best
         grids.append(grid)
     import yaml

@@ -32,7 +32,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from .cells import Cell, split_label
+from .cells import Cell
 
 LEVEL = 0.95  # confidence level of the intervals
 ALPHA = 0.05  # family-wise error rate of the Holm-adjusted tests
@@ -160,12 +160,12 @@ def holm(p_values: list[float]) -> list[float]:
 def gms_comparisons(cells: list[Cell], setting: str) -> list[PairedDifference]:
     """Every GMS variant cell against the same method without GMS (same dataset and
     buffer size), Holm-adjusted over all of them."""
-    by_key = {(c.label, c.dataset, c.buffer_size): c for c in cells}
+    by_key = {(c.variant, c.dataset, c.buffer_size): c for c in cells}
     found = []
     for cell in cells:
-        if " + GMS" not in cell.label:
+        if not cell.variant.gms:
             continue
-        base = by_key.get((split_label(cell.label)[0], cell.dataset, cell.buffer_size))
+        base = by_key.get((cell.variant.plain, cell.dataset, cell.buffer_size))
         if base is not None and (difference := paired_difference(cell, base, setting)):
             found.append(difference)
     return with_holm(found)
