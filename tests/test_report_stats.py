@@ -155,9 +155,8 @@ def test_the_m_curve_figure_is_drawn_when_four_or_more_mask_values_were_run(tmp_
             runs.append(run)
     for run in runs:
         run["metrics"]["class_il"].update(forgetting=10.0, final_task_accuracy=[80.0, 99.0])
-    from replaymask.experiments.report import write_report
-
     from replaymask.experiments.cells import Variant
+    from replaymask.experiments.report import write_report
 
     curves = mask_value_curves(group_runs(runs))
     assert list(curves) == [(Variant("er"), 20)]
