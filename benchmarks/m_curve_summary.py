@@ -2,8 +2,8 @@
 
     python benchmarks/m_curve_summary.py [--db results/study.db] [--setting class_il]
 
-For every method and buffer size run with several mask values (docs/m_curve.yaml with
-docs/study.yaml): per value of m, the mean accuracy over seeds, and the paired
+For every method and buffer size run with several mask values (docs/study/m_curve.yaml with
+docs/study/study.yaml): per value of m, the mean accuracy over seeds, and the paired
 difference to m = -inf over the seeds both have (same initial weights, data order and
 replay draws) with its 95% t-interval and paired t-test; the p-values are Holm-adjusted
 over every (cell, m) comparison printed, and a star marks those significant at 5 %

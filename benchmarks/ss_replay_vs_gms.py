@@ -30,7 +30,7 @@ PAIRS = [("SS", "ER"), ("SS", "ER + GMS(-inf)"), ("SS + GMS(0)", "SS")]
 
 
 def study_grid(config: dict) -> bool:
-    """A run of docs/study.yaml's grid: the best arguments, the natural class order, the
+    """A run of docs/study/study.yaml's grid: the best arguments, the natural class order, the
     protocol's tasks, the test set, only the stream masked (the database also holds the
     other scenarios and options of issue 11)."""
     from replaymask.experiments.cells import benchmark_label, method_label
