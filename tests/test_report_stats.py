@@ -337,3 +337,29 @@ def test_a_cell_is_data_and_its_label_is_derived():
     assert variant_of(run["config"], recorded).arguments == ()  # 0.05 was that run's row
     ordered = Scenario("seq-mnist", class_order_seed=3, validation_fraction=0.1)
     assert ordered.label == "seq-mnist (order 3, validation 10%)" and not ordered.protocol
+
+
+def test_each_comparison_joins_its_family_by_its_cells_data(tmp_path):
+    """primary: hard masking at the best arguments in the protocol's scenario; tasks:
+    another task count; buffer masked vs plain GMS: two GMS variants; each family has its
+    own Holm correction, shown beside the whole report's (families.md)."""
+    from replaymask.experiments.report import write_report
+
+    runs = []
+    for seed in range(4):
+        runs += [result("er", seed, 60.0 + seed), result("er", seed, 65.0 + seed, gms=True)]
+        masked = result("er", seed, 50.0 + seed, gms=True)
+        masked["config"]["gms_on_buffer"] = True
+        runs.append(masked)
+        for gms, gain in ((False, 0.0), (True, 2.0)):
+            run = result("er", seed, 40.0 + seed + gain, gms=gms)
+            run["config"]["n_tasks"] = 10
+            runs.append(run)
+    write_report(runs, tmp_path, plots=False)
+    families = (tmp_path / "families.md").read_text()
+    sections = {part.split(":")[0]: part for part in families.split("## ")[1:]}
+    assert set(sections) == {"primary", "tasks", "buffer masked vs plain GMS"}
+    assert "| ER + GMS (m=-inf) | seq-mnist | 200 | 4 | +5.0" in sections["primary"]
+    assert "seq-mnist (10 tasks)" in sections["tasks"]
+    assert "| ER + GMS (m=-inf, buffer masked) vs plain GMS | seq-mnist | 200 | 4 | -15.0" \
+        in sections["buffer masked vs plain GMS"]

@@ -237,6 +237,13 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
             SELECTION_TEXT + selection_table(validation)
         written.append(out_dir / "selected.yaml")
         atomic_write(written[-1], selected_sweep(validation))
+    from .families import markdown as families_markdown
+    from .families import study_families
+
+    families = study_families(cells, found["class_il"], "class_il",
+                              learning_rate_searches(validation))
+    written.append(out_dir / "families.md")
+    atomic_write(written[-1], FAMILIES_TEXT + families_markdown(families, found["class_il"]))
     atomic_write(written[0], text)
     atomic_write(written[1], csv_table(cells + pooled_over_orders(protocol + scenarios)))
     atomic_write(written[2], paired_csv(family, found))
@@ -349,6 +356,13 @@ SELECTION_TEXT = (
     "next to this report, is the sweep file that does it.\n\n")
 
 
+FAMILIES_TEXT = (
+    "# The study's families of comparisons\n\n"
+    "Each family is Holm-corrected on its own (p (Holm, family)); beside it, the same "
+    "comparison corrected over every comparison of report.md's paired table (p (Holm, "
+    "whole report)). Which family a comparison belongs to follows from its cells' data "
+    "(replaymask.experiments.families); the tuned-against-tuned family F1 is in tuned.md "
+    "when the report was given a search.\n\n")
 TUNED_TEXT = (
     "Each cell's hyper-parameters were searched on a validation split with the same budget "
     "for both sides (docs/study/plan.md section 2); each side's selection is run on the "

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .cells import Cell
 
@@ -58,6 +58,10 @@ class PairedDifference:
     dz: float | None = None  # mean / sd of the differences (None: no spread to divide by)
     p_equivalent: float | None = None  # TOST against +-EQUIVALENCE_MARGIN
     p_equivalent_holm: float | None = None
+    # what was compared, as data: the variant cell's row and column (None for comparisons
+    # made outside a table)
+    variant: object = field(default=None, compare=False, repr=False)
+    column: object = field(default=None, compare=False, repr=False)
 
     @property
     def significant(self) -> bool:
@@ -94,8 +98,10 @@ def paired_difference(variant: Cell, base: Cell, setting: str) -> PairedDifferen
                 r["metrics"][setting]["average_accuracy"] - base_values[pair_key(r)])
     if not by_order:
         return None
-    return summarize_differences(variant.label, base.label, variant.dataset,
-                                 variant.buffer_size, setting, by_order)
+    found = summarize_differences(variant.label, base.label, variant.dataset,
+                                  variant.buffer_size, setting, by_order)
+    return PairedDifference(**{**found.__dict__, "variant": variant.variant,
+                               "column": variant.column})
 
 
 def summarize_differences(label: str, base: str, dataset: str, buffer_size: int,
