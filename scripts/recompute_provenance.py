@@ -1,6 +1,7 @@
 """Recompute the provenance stored with the finished runs of a results database.
 
-    python scripts/recompute_provenance.py --db results/study.db --sweep docs/study/study.yaml [--dry-run]
+    python scripts/recompute_provenance.py --db results/study.db \
+        --sweep docs/study/study.yaml [--dry-run]
 
 Runs made by a sweep file get the provenance of the combination that made them (pass the
 file); others get it inferred from their configuration. Configurations and hashes do not
