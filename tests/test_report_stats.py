@@ -363,3 +363,24 @@ def test_each_comparison_joins_its_family_by_its_cells_data(tmp_path):
     assert "seq-mnist (10 tasks)" in sections["tasks"]
     assert "| ER + GMS (m=-inf, buffer masked) vs plain GMS | seq-mnist | 200 | 4 | -15.0" \
         in sections["buffer masked vs plain GMS"]
+
+
+def test_the_report_writes_the_m_curve_and_ss_replay_summaries_where_the_runs_allow(tmp_path):
+    from replaymask.experiments.report import write_report
+
+    runs = []
+    for seed in range(3):
+        runs += [result("er", seed, 60.0 + seed, buffer_size=20),
+                 result("ss_replay", seed, 58.0 + seed, buffer_size=20)]
+        for m, gain in (("-inf", 10.0), (-1.0, 9.0), (0.0, 8.0), (1.0, 7.0)):
+            run = result("er", seed, 60.0 + seed + gain, gms=True, buffer_size=20)
+            run["config"]["gms_mask_value"] = m
+            runs.append(run)
+    written = write_report(runs, tmp_path, plots=False)
+    assert tmp_path / "m_curve.md" in written and tmp_path / "ss_replay.md" in written
+    curve = (tmp_path / "m_curve.md").read_text()
+    assert "## seq-mnist ER buffer 20 (no GMS: 61.00)" in curve
+    assert "| 0 | 69.00 | -2.00 [-2.00, -2.00]" in curve
+    ss = (tmp_path / "ss_replay.md").read_text()
+    assert "| seq-mnist | 20 | 61.0 (3/3) | 71.0 (3/3) | 59.0 (3/3) |" in ss
+    assert "-2.0 [-2.0, -2.0]" in ss  # SS - ER, the same every seed

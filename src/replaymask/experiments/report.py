@@ -196,7 +196,9 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
     hyper-parameter selection table. One Holm family spans every comparison shown.
     ``tuned`` (:func:`replaymask.experiments.tuned.tuned_pairs`): the tuned-against-tuned
     comparisons, shown first, with their own family's correction and the whole report's
-    (``tuned.md`` and ``tuned.csv`` too)."""
+    (``tuned.md`` and ``tuned.csv`` too). Beside them: ``families.md`` (the study's
+    families, :mod:`.families`) and, where the runs allow, ``m_curve.md`` and
+    ``ss_replay.md`` (:mod:`.summaries`)."""
     trials = [r for r in results if is_search_trial(r)]  # a search's, reported in F1
     results = [r for r in results if not is_search_trial(r)]
     cells = group_runs(results, failed)
@@ -244,6 +246,13 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
                               learning_rate_searches(validation))
     written.append(out_dir / "families.md")
     atomic_write(written[-1], FAMILIES_TEXT + families_markdown(families, found["class_il"]))
+    from .summaries import m_curve_markdown, ss_replay_markdown
+
+    for name, summary in (("m_curve.md", m_curve_markdown(cells)),
+                          ("ss_replay.md", ss_replay_markdown(cells))):
+        if summary:
+            written.append(out_dir / name)
+            atomic_write(written[-1], summary)
     atomic_write(written[0], text)
     atomic_write(written[1], csv_table(cells + pooled_over_orders(protocol + scenarios)))
     atomic_write(written[2], paired_csv(family, found))
