@@ -187,16 +187,33 @@ def test_every_core_setting_has_a_flag_and_help():
             assert flag in run_help
 
 
-def test_every_configuration_stored_in_the_study_database_resolves_to_its_hash():
+@pytest.mark.parametrize("name, least", [("study.db", 3417), ("reproduction.db", 305)])
+def test_every_configuration_stored_in_the_results_databases_resolves_to_its_hash(name,
+                                                                                   least):
     """A change to the settings, their defaults or the config's dictionary that would give
     stored runs new hashes (and so run them again, or orphan them) fails here."""
     import json
     import sqlite3
     from pathlib import Path
 
-    db = Path(__file__).resolve().parent.parent / "results" / "study.db"
+    db = Path(__file__).resolve().parent.parent / "results" / name
     rows = sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute(
         "SELECT config_hash, config FROM runs").fetchall()
-    assert len(rows) >= 3417
+    assert len(rows) >= least
     moved = [key for key, config in rows if resolve(json.loads(config)).hash != key]
     assert moved == []
+
+
+def test_the_reproduction_sweep_files_find_every_run_recorded():
+    from pathlib import Path
+
+    from replaymask.experiments.store import ResultsStore
+    from replaymask.experiments.sweep import load_sweep
+
+    root = Path(__file__).resolve().parent.parent
+    store = ResultsStore(root / "results" / "reproduction.db", create=False)
+    held = store.statuses()
+    store.close()
+    for name in ("der-table", "gms-table"):
+        configs = load_sweep(root / "docs" / "reproduction" / f"{name}.yaml")
+        assert all(config.hash in held for config in configs), name
