@@ -1,7 +1,8 @@
 """GMS inside Mammoth, checked against Mammoth's own models and against replaymask.
 
     python benchmarks/mammoth_gms.py --mammoth DIR --mammoth-python PYTHON \\
-        [--seeds 0 1 2] [--models er derpp] [--data DIR] [--out results/mammoth_gms.json]
+        [--seeds 0 1 2] [--models er derpp] [--variants own gms0 gms1 ours ours-gms] \\
+        [--data DIR] [--out results/mammoth_gms.json]
 
 DIR is a checkout of aimagelab/mammoth that runs offline with PYTHON, which must have
 replaymask installed (``pip install --no-deps -e .``). For the duration of the script the
@@ -18,9 +19,13 @@ replaymask is run with replay 10 too), for each seed, one process at a time:
 * the GMS file with ``--gms 1`` (hard masking);
 * ``replaymask run`` without and with ``--gms``.
 
+``--variants`` runs only some of these (in this order: ``own``, ``gms0``, ``gms1``, ``ours``,
+``ours-gms``), e.g. to add seeds without the ``--gms 0`` control.
+
 Each run's command line, final Class-IL / Task-IL and per-task accuracies are written to
 ``--out`` after every run, with the versions and date of the invocation that ran it; a
-run already there with the same command is not repeated.
+run already there with the same command is not repeated (so an interrupted invocation is
+resumed by running it again), and runs there that this invocation does not plan are kept.
 """
 
 from __future__ import annotations
@@ -51,14 +56,16 @@ PROTOCOL = {  # model: (Mammoth's arguments, replaymask's)
 }
 COMMON_MAMMOTH = ["--dataset", "seq-mnist", "--buffer_size", "200", "--batch_size", "10",
                   "--n_epochs", "1", "--num_workers", "0"]
+VARIANT_KEYS = ["own", "gms0", "gms1", "ours", "ours-gms"]  # --variants, in variants()' order
 COMMON_OURS = ["--dataset", "seq-mnist", "--buffer-size", "200", "--batch-size", "10",
                "--n-epochs", "1", "--no-progress", "--no-download"]
 
 
-def variants(model: str) -> list[tuple[str, str, list[str]]]:
-    """(variant name, tool, tool-specific arguments) for one model, in run order."""
+def variants(model: str, keys=VARIANT_KEYS) -> list[tuple[str, str, list[str]]]:
+    """(variant name, tool, tool-specific arguments) for one model, in run order; only those
+    of ``keys`` (see ``VARIANT_KEYS``)."""
     mammoth, ours = PROTOCOL[model]
-    return [
+    every = [
         (f"mammoth {model}", "mammoth", ["--model", model, *mammoth]),
         (f"mammoth {model}_gms --gms 0", "mammoth", ["--model", f"{model}_gms", *mammoth,
                                                       "--gms", "0"]),
@@ -67,6 +74,7 @@ def variants(model: str) -> list[tuple[str, str, list[str]]]:
         (f"replaymask {model}", "replaymask", ["--model", model, *ours]),
         (f"replaymask {model} --gms", "replaymask", ["--model", model, *ours, "--gms"]),
     ]
+    return [variant for key, variant in zip(VARIANT_KEYS, every, strict=True) if key in keys]
 
 
 def run_mammoth(args, arguments: list[str], seed: int, scratch: Path) -> dict:
@@ -182,14 +190,22 @@ def main() -> int:
                         help="the replaymask command (default: the one on PATH)")
     parser.add_argument("--models", nargs="+", choices=sorted(PROTOCOL), default=["er", "derpp"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", choices=VARIANT_KEYS, default=VARIANT_KEYS,
+                        help="which runs of each seed: Mammoth's own model, the GMS file "
+                             "with --gms 0 and 1, replaymask without and with --gms "
+                             "(default: all)")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "vs_mammoth",
                         help="where the IDX files go (Mammoth's --base_path)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "mammoth_gms.json")
     parser.add_argument("--table", action="store_true",
-                        help="print --out's runs as a markdown table and exit (runs nothing)")
+                        help="print --out's runs as markdown tables (per variant; the GMS "
+                             "gains paired by seed) and exit (runs nothing)")
     args = parser.parse_args()
     if args.table:
-        print(markdown_table(summarize(json.loads(args.out.read_text())["runs"], quiet=True)))
+        runs = json.loads(args.out.read_text())["runs"]
+        print(markdown_table(summarize(runs, quiet=True)))
+        print()
+        print(gains_table(gms_gains(runs)))
         return 0
     if not (args.mammoth / "main.py").is_file():
         sys.exit(f"mammoth_gms: {args.mammoth} has no main.py: pass a Mammoth checkout")
@@ -198,7 +214,10 @@ def main() -> int:
     earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
     done = earlier.get("runs", [])
     # each invocation's versions; a run's "invocation" is its index here
-    args.invocations = earlier.get("invocations", [earlier["versions"]] if earlier else [])
+    if "invocations" in earlier:
+        args.invocations = earlier["invocations"]
+    else:  # a file of one invocation, or none
+        args.invocations = [earlier["versions"]] if earlier else []
     for run in done:
         run.setdefault("invocation", 0)  # written before runs named their invocation
     args.invocations.append(versions(args))
@@ -208,7 +227,7 @@ def main() -> int:
         scratch = Path(scratch_dir)
         for model in args.models:
             for seed in args.seeds:
-                for name, tool, arguments in variants(model):
+                for name, tool, arguments in variants(model, args.variants):
                     run = run_mammoth if tool == "mammoth" else run_ours
                     record = known.get(json.dumps(planned(args, tool, arguments, seed, scratch)))
                     if record is None:
@@ -221,6 +240,8 @@ def main() -> int:
                     write(args, runs, done)
     write(args, runs, done)
     print(markdown_table(summarize(runs)))
+    print()
+    print(gains_table(gms_gains(runs)))
     print(f"wrote {args.out}")
     return 0
 
@@ -242,7 +263,8 @@ def write(args, runs: list[dict], done: list[dict]) -> None:
     kept = [run for run in done if json.dumps(run["command"]) not in commands]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"invocations": args.invocations, "summary": summarize(
-        kept + runs, quiet=True), "runs": kept + runs}, indent=1) + "\n")
+        kept + runs, quiet=True), "gms_gains": gms_gains(kept + runs), "runs": kept + runs},
+        indent=1) + "\n")
 
 
 def summarize(runs: list[dict], quiet: bool = False) -> list[dict]:
@@ -276,6 +298,67 @@ def summarize(runs: list[dict], quiet: bool = False) -> list[dict]:
                                                   f"Mammoth's own: {same}"))
     return rows
 
+
+def accuracy(run: dict, metric: str) -> float:
+    """A run's final accuracy, the mean of its per-task accuracies where recorded (Mammoth
+    prints its average rounded to two decimals, its per-task accuracies in full)."""
+    per_task = (run.get("per_task") or {}).get(metric)
+    return sum(per_task) / len(per_task) if per_task else run[metric]
+
+
+def gms_gains(runs: list[dict]) -> list[dict]:
+    """Per model and metric: each tool's gain from GMS, paired by seed (Mammoth: the GMS file
+    with ``--gms 1`` against Mammoth's own model; replaymask: ``--gms`` against without),
+    and the difference of the two gains over the seeds both tools have (Mammoth's gain
+    minus replaymask's, seed by seed); each with its mean, 95% t-interval and paired p."""
+    from replaymask.experiments.stats import mean_interval, paired_tests
+
+    def summary(differences: list[float]) -> dict:
+        mean, low, high = mean_interval(differences)
+        p = paired_tests(differences)[0] if len(differences) > 1 else None
+        return {"n": len(differences), "mean": mean, "low": low, "high": high, "p": p}
+
+    by_variant: dict[str, dict[int, dict]] = {}
+    for run in runs:
+        by_variant.setdefault(run["variant"], {})[run["seed"]] = run
+    found = []
+    for model in dict.fromkeys(run["model"] for run in runs):
+        pairs = {"mammoth": (f"mammoth {model}", f"mammoth {model}_gms --gms 1"),
+                 "replaymask": (f"replaymask {model}", f"replaymask {model} --gms")}
+        for metric in ("class_il", "task_il"):
+            gains = {}
+            for tool, (off, on) in pairs.items():
+                plain, masked = by_variant.get(off, {}), by_variant.get(on, {})
+                gains[tool] = {seed: accuracy(masked[seed], metric) - accuracy(plain[seed], metric)
+                               for seed in sorted(set(plain) & set(masked))}
+            row = {"model": model, "metric": metric}
+            for tool, gain in gains.items():
+                if gain:
+                    row[tool] = {**summary(list(gain.values())), "seeds": list(gain)}
+            both = sorted(set(gains["mammoth"]) & set(gains["replaymask"]))
+            if both:
+                row["mammoth_minus_replaymask"] = {
+                    **summary([gains["mammoth"][s] - gains["replaymask"][s] for s in both]),
+                    "seeds": both}
+            found.append(row)
+    return found
+
+
+def gains_table(rows: list[dict]) -> str:
+    """The GMS gains and their difference, one row per model and metric."""
+    def shown(found: dict | None) -> str:
+        if not found:
+            return "-"
+        interval = "" if found["low"] is None else f" [{found['low']:+.2f}, {found['high']:+.2f}]"
+        p = "" if found["p"] is None else f", p {found['p']:.3f}"
+        return f"{found['mean']:+.2f}{interval} (n {found['n']}{p})"
+    lines = ["| model | metric | GMS gain, Mammoth | GMS gain, replaymask | Mammoth's gain "
+             "minus replaymask's |", "|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['model']} | {row['metric']} | {shown(row.get('mammoth'))} | "
+                     f"{shown(row.get('replaymask'))} | "
+                     f"{shown(row.get('mammoth_minus_replaymask'))} |")
+    return "\n".join(lines)
 
 
 def markdown_table(rows: list[dict]) -> str:
