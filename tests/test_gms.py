@@ -165,3 +165,23 @@ def test_shape_mismatches_are_rejected():
         gms_cross_entropy(logits, targets, live.float())
     with pytest.raises(ValueError, match="2-D"):
         gms_cross_entropy(logits[0], targets, live)
+
+
+def test_the_gms_rule_masks_stream_rows_and_replayed_rows_only_on_the_buffer():
+    """One rule for every method and both integrations: with GMS, a stream row keeps only
+    its own task's classes; a replayed row keeps all of them unless on_buffer."""
+    from replaymask.core.gms import GMSRule
+
+    table = same_task_table(torch.tensor([0, 0, 1, 1]))
+    labels = torch.tensor([2, 3, 0, 1])  # two stream rows (task 1), then two replayed (task 0)
+    assert GMSRule().live(labels, table, replayed=2) is None  # GMS off: the plain softmax
+    rule = GMSRule(True)
+    assert rule.live(labels, table, replayed=True) is None  # replayed rows stay plain
+    assert rule.live(labels, table).tolist() == table[labels].tolist()
+    mixed = rule.live(labels, table, replayed=2)
+    assert mixed[:2].tolist() == [[False, False, True, True]] * 2 and mixed[2:].all()
+    per_row = rule.live(labels, table, replayed=torch.tensor([False, False, True, True]))
+    assert torch.equal(per_row, mixed)
+    on_buffer = GMSRule(True, 0.0, on_buffer=True)
+    assert torch.equal(on_buffer.live(labels, table, replayed=2), table[labels])
+    assert on_buffer.masks(replayed=True) and not GMSRule(True).masks(replayed=True)

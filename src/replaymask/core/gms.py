@@ -6,6 +6,7 @@ This module depends on torch alone, so it can be copied into any training loop.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal, Union
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 
 MaskValue = Union[float, Literal["detach"]]  # noqa: UP007 (a runtime alias on 3.10)
 
-__all__ = ["MaskValue", "gms_cross_entropy", "gms_masked_logits", "live_classes",
+__all__ = ["MaskValue", "GMSRule", "gms_cross_entropy", "gms_masked_logits", "live_classes",
            "same_task_table", "class_to_task_layout"]
 
 
@@ -118,6 +119,42 @@ def _check_arguments(logits, targets, live, mask_value, reduction) -> None:
         raise ValueError(f"gms_cross_entropy: mask_value must not be NaN or +inf, got {mask_value}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"gms_cross_entropy: unknown reduction {reduction!r}")
+
+
+@dataclass(frozen=True)
+class GMSRule:
+    """Which rows of a batch GMS masks, in one place (the methods, the base class and the
+    Avalanche and Mammoth integrations all ask it): with GMS on, a stream row is masked to
+    its own task's classes; a replayed row keeps the plain softmax unless ``on_buffer``
+    (``--gms-on-buffer``), as in the authors' code. ``mask_value`` is what the masked
+    logits become (:func:`gms_masked_logits`).
+    """
+
+    enabled: bool = False
+    mask_value: MaskValue = float("-inf")
+    on_buffer: bool = False
+
+    def masks(self, replayed: bool) -> bool:
+        """Whether a stream (``replayed`` False) or replayed row is masked."""
+        return self.enabled and (self.on_buffer or not replayed)
+
+    def live(self, labels: torch.Tensor, same_task: torch.Tensor,
+             replayed: bool | int | torch.Tensor = False) -> torch.Tensor | None:
+        """``(N, K)`` bool: True where a row's logit stays in its softmax; None when no row
+        is masked (the plain softmax). ``same_task``: :func:`same_task_table`; ``replayed``:
+        False (stream rows), True (replayed rows), an int (the rows from that index on are
+        replayed: a stream batch followed by a replay batch) or a bool tensor per row."""
+        if isinstance(replayed, bool):
+            return same_task[labels] if self.masks(replayed) else None
+        if not self.enabled:
+            return None
+        live = same_task[labels]
+        if self.on_buffer:
+            return live
+        if isinstance(replayed, int):
+            live[replayed:] = True  # replayed rows: every class live
+            return live
+        return live | replayed.unsqueeze(1)
 
 
 def class_to_task_layout(tasks: list[list[int]], num_classes: int | None = None) -> torch.Tensor:

@@ -26,7 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from replaymask.core.gms import MaskValue, gms_cross_entropy
+from replaymask.core.gms import GMSRule, MaskValue, gms_cross_entropy
 from replaymask.core.settings import as_float
 from replaymask.errors import ConfigError, describe
 
@@ -86,6 +86,7 @@ class GMSCriterion(SupervisedPlugin):
             raise ConfigError(f"GMSCriterion: gms_on_buffer must be True or False, "
                               f"got {describe(gms_on_buffer)}")
         self.gms_on_buffer = gms_on_buffer
+        self.rule = GMSRule(True, self.mask_value, gms_on_buffer)
         self.class_layout: list[list[int]] = []  # the classes of each task, in training order
         self._task_of_class: dict[int, int] = {}
         self._current_task: int | None = None
@@ -108,9 +109,8 @@ class GMSCriterion(SupervisedPlugin):
             unknown = targets[~(in_range & (task >= 0))][0].item()
             raise ValueError(f"GMSCriterion: class {unknown} is in no experience trained so "
                              f"far (the model has {logits.shape[1]} outputs)")
-        live = same_task[targets]
-        if not self.gms_on_buffer:
-            live = live | (task != self._current_task).unsqueeze(1)  # replayed rows: all live
+        # rows of other experiences are replayed ones: the rule keeps them plain by default
+        live = self.rule.live(targets, same_task, replayed=task != self._current_task)
         return gms_cross_entropy(logits, targets, live, self.mask_value, check_targets=False)
 
     # Plugin hooks: Avalanche calls them with the strategy as it trains and evaluates.

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.gms import class_to_task_layout, gms_cross_entropy, same_task_table
+from ..core.gms import GMSRule, class_to_task_layout, gms_cross_entropy, same_task_table
 from ..core.settings import Setting
 from ..errors import ConfigError, describe
 
@@ -129,6 +129,7 @@ class GMSLoss:
         self.enabled = parse_switch(getattr(args, "gms", False), "--gms")
         self.mask_value = parse_mask_value(getattr(args, "gms_mask_value", DEFAULT_MASK_VALUE))
         self.on_buffer = parse_switch(getattr(args, "gms_on_buffer", False), "--gms_on_buffer")
+        self.rule = GMSRule(self.enabled, self.mask_value, self.on_buffer)
         self.class_to_task: torch.Tensor | None = None  # filled with --gms 1
         self._live_by_class: dict[torch.device, torch.Tensor] = {}
         if self.enabled:
@@ -140,33 +141,34 @@ class GMSLoss:
 
     def stream_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of stream rows: GMS-masked to their own task with ``--gms 1``."""
-        return self._loss(logits, labels, masked=self.enabled, stream=None)
+        return self._loss(logits, labels, replayed=False)
 
     def replay_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of buffer rows: masked only with ``--gms 1 --gms_on_buffer 1``."""
-        return self._loss(logits, labels, masked=self.enabled and self.on_buffer, stream=None)
+        return self._loss(logits, labels, replayed=True)
 
     def stream_and_replay_loss(self, logits: torch.Tensor, labels: torch.Tensor,
                                stream: int) -> torch.Tensor:
         """One mean cross-entropy over a stream batch (the first ``stream`` rows) followed by
         a replay batch, as ER takes it: each row masked as :meth:`stream_loss` or
         :meth:`replay_loss` would mask it."""
-        return self._loss(logits, labels, masked=self.enabled, stream=stream)
+        return self._loss(logits, labels, replayed=stream)
 
     def live(self, labels: torch.Tensor) -> torch.Tensor:
         """``(N, N_CLASSES)`` bool: the classes of each label's task (with ``--gms 1``)."""
-        table = self._live_by_class.get(labels.device)
-        if table is None:
-            table = same_task_table(self.class_to_task.to(labels.device))
-            self._live_by_class[labels.device] = table
-        return table[labels]
+        return self._table(labels.device)[labels]
 
-    def _loss(self, logits, labels, masked: bool, stream: int | None) -> torch.Tensor:
-        if not masked:
+    def _table(self, device) -> torch.Tensor:
+        table = self._live_by_class.get(device)
+        if table is None:
+            table = same_task_table(self.class_to_task.to(device))
+            self._live_by_class[device] = table
+        return table
+
+    def _loss(self, logits, labels, replayed: bool | int) -> torch.Tensor:
+        if not self.rule.masks(replayed=replayed is True):
             return self.model_loss(logits, labels)
-        live = self.live(labels)
-        if stream is not None and not self.on_buffer:
-            live[stream:] = True  # replayed rows keep the plain softmax
+        live = self.rule.live(labels, self._table(labels.device), replayed=replayed)
         return gms_cross_entropy(logits, labels, live, self.mask_value, check_targets=False)
 
 

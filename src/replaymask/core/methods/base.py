@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..buffer import ReservoirBuffer
-from ..gms import gms_masked_logits, same_task_table
+from ..gms import GMSRule, gms_masked_logits, same_task_table
 from ..run_config import RunConfig
 
 
@@ -57,6 +57,7 @@ class ContinualMethod:
         self.prepare = prepare  # raw stored images -> network input (augmented if any)
         self.class_to_task = class_to_task
         self.live_by_class = same_task_table(class_to_task)  # GMS: live classes per label
+        self.gms_rule = GMSRule(config.gms, config.gms_mask_value, config.gms_on_buffer)
         self.config = config
         self.settings = config.method_settings
         device = next(net.parameters()).device
@@ -87,22 +88,19 @@ class ContinualMethod:
 
     def stream_loss(self, logits, labels, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy on stream samples: GMS-masked to their own task when ``--gms``."""
-        return self._cross_entropy(logits, labels, self.config.gms, reduction)
+        return self._cross_entropy(logits, labels, replayed=False, reduction=reduction)
 
     def replay_loss(self, logits, labels, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy on buffer samples: plain, unless ``--gms --gms-on-buffer``."""
-        masked = self.config.gms and self.config.gms_on_buffer
-        return self._cross_entropy(logits, labels, masked, reduction)
+        return self._cross_entropy(logits, labels, replayed=True, reduction=reduction)
 
     def stream_and_replay_loss(self, logits, labels, stream: int) -> torch.Tensor:
         """Mean cross-entropy over a stream batch (the first ``stream`` rows) and a replay
         batch in one: each row treated as :meth:`stream_loss` and :meth:`replay_loss`
         would treat it, with one mask and one softmax for all rows."""
-        if not self.config.gms:
+        live = self.gms_rule.live(labels, self.live_by_class, replayed=stream)
+        if live is None:
             return F.cross_entropy(logits, labels)
-        live = self.live_by_class[labels]
-        if not self.config.gms_on_buffer:
-            live[stream:] = True
         return self.gms_cross_entropy(logits, labels, live, reduction="none").mean()
 
     def gms_cross_entropy(self, logits, labels, live, reduction: str = "mean") -> torch.Tensor:
@@ -111,10 +109,11 @@ class ContinualMethod:
         return F.cross_entropy(gms_masked_logits(logits, live, self.config.gms_mask_value),
                                labels, reduction=reduction)
 
-    def _cross_entropy(self, logits, labels, masked: bool, reduction: str) -> torch.Tensor:
-        if not masked:
+    def _cross_entropy(self, logits, labels, replayed: bool, reduction: str) -> torch.Tensor:
+        live = self.gms_rule.live(labels, self.live_by_class, replayed=replayed)
+        if live is None:
             return F.cross_entropy(logits, labels, reduction=reduction)
-        return self.gms_cross_entropy(logits, labels, self.live_by_class[labels], reduction)
+        return self.gms_cross_entropy(logits, labels, live, reduction)
 
     def update(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()

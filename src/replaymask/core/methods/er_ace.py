@@ -47,7 +47,7 @@ class ERACE(ContinualMethod):
     def observe(self, raw_inputs, labels):
         logits = self.net(self.prepare(raw_inputs))
         self.highest_seen = torch.maximum(self.highest_seen, labels.max())
-        if self.config.gms:
+        if self.gms_rule.masks(replayed=False):
             loss = self.stream_loss(logits, labels)
         elif self.task > 0:
             present = torch.zeros_like(self.class_index, dtype=torch.bool)

@@ -50,6 +50,6 @@ class SeparatedSoftmaxReplay(ContinualMethod):
         new = (task_of_class == self.task) & (self.class_to_task[targets] == self.task)[:, None]
         old = (task_of_class < self.task) & (self.class_to_task[targets] < self.task)[:, None]
         live = new | old
-        if self.config.gms and self.config.gms_on_buffer:
+        if self.gms_rule.masks(replayed=True):  # replayed rows to their own task instead
             live[stream:] = self.live_by_class[targets[stream:]]
         return live

@@ -112,14 +112,14 @@ class XDER(ContinualMethod):
         self.update_counter = state["update_counter"].to(self.buffer.device)
 
     def stream_loss(self, logits, labels, reduction="mean"):
-        if self.config.gms:
+        if self.gms_rule.masks(replayed=False):
             return super().stream_loss(logits, labels, reduction)
         first = self.task * self.per_task
         return F.cross_entropy(logits[:, first:first + self.per_task], labels - first,
                                reduction=reduction)
 
     def replay_loss(self, logits, labels, reduction="mean"):
-        if self.config.gms_on_buffer:
+        if self.gms_rule.masks(replayed=True):
             return super().replay_loss(logits, labels, reduction)
         return F.cross_entropy(logits[:, :self.task * self.per_task], labels, reduction=reduction)
 
