@@ -45,6 +45,7 @@ from PIL import Image, ImageOps
 
 from replaymask.config import resolve
 from replaymask.core.methods import method_class
+from replaymask.core.methods.base import TaskData
 from replaymask.core.networks import default_network
 from replaymask.core.run_config import RunConfig
 from replaymask.data.benchmarks import Benchmark
@@ -144,7 +145,7 @@ def ours(benchmark: Benchmark, device: torch.device, steps: int, warmup: int,
         method.buffer.add(data.train_inputs[first], data.train_labels[first],
                           data.train_labels[first] // 2,
                           logits=torch.zeros(len(first), 10, device=device))
-        method.end_task(0, data.train_inputs[first], data.train_labels[first])
+        method.end_task(0, TaskData(data.train_inputs[first], data.train_labels[first]))
     method.begin_task(1)
     index = data.task_indices("train", 1)
     order = index[torch.randperm(len(index), device=device)]

@@ -59,11 +59,17 @@ def test_the_registry_reads_declarations_without_importing_the_methods():
      "plain literal"),
     ('METHOD = {"name": "other", "label": "B", "class": "B", "order": 1, "buffer": True}',
      "must be the file's"),
-    ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1}', "lacks ['buffer']"),
+    ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1}',
+     "lacks ['buffer', 'gms']"),
     ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1, "buffer": True,\n'
-     '          "settings": {"w": {"kind": "complex"}}}', "unknown kind"),
+     '          "gms": ("none", "why"), "settings": {"w": {"kind": "complex"}}}', "unknown kind"),
     ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1, "buffer": True,\n'
-     '          "best_args": {"seq-mnist": {200: {"lr": 0.1}}}}', "(source, {buffer size"),
+     '          "gms": ("none", "why"), "best_args": {"seq-mnist": {200: {"lr": 0.1}}}}',
+     "(source, {buffer size"),
+    ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1, "buffer": True,\n'
+     '          "gms": ("somehow", "masked")}', "gms must be (kind, how)"),
+    ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1, "buffer": True,\n'
+     '          "gms": ("none", "")}', "gms must be (kind, how)"),
 ])
 def test_a_malformed_declaration_is_an_error_naming_the_file(tmp_path, text, problem):
     path = tmp_path / "bad.py"

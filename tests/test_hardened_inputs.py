@@ -39,7 +39,7 @@ from replaymask.config import (
     methods_using,
     resolve,
 )
-from replaymask.core.methods import method_names
+from replaymask.core.methods import declaration, method_names
 from replaymask.data.protocols import BENCHMARKS
 from replaymask.experiments.store import ResultsStore
 from replaymask.experiments.sweep import MAX_RUNS, load_sweep, run_sweep, sweep_keys
@@ -294,6 +294,7 @@ def test_valid_run_flags_get_past_every_check_to_the_data(groups, model, gms):
     """The control: the same harness sees valid flags accepted (the guard stops them)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
+        gms = gms and declaration(model).gms.applies  # else refused, rightly
         argv = ["run", "--model", model, *(["--gms"] if gms else []),
                 *(arg for group in groups for arg in group), "--out", str(out)]
         with pytest.raises(InputAccepted), contextlib.redirect_stderr(io.StringIO()):

@@ -8,8 +8,10 @@ import torch.nn.functional as F
 
 from replaymask.config import resolve
 from replaymask.core.gms import gms_cross_entropy, live_classes, same_task_table
-from replaymask.core.methods import method_class, method_names
+from replaymask.core.methods import declaration, method_class, method_names
+from replaymask.core.methods.base import TaskData
 from replaymask.core.networks import default_network
+from replaymask.errors import ConfigError
 
 
 def make(model, tiny, **settings):
@@ -31,13 +33,17 @@ def classifier_rows(method):
 @pytest.mark.parametrize("model", method_names())
 @pytest.mark.parametrize("gms", [False, True])
 def test_every_method_takes_steps_and_returns_a_finite_detached_loss(model, tiny, gms):
+    if gms and not declaration(model).gms.applies:
+        with pytest.raises(ConfigError, match=f"--gms does not apply to {model}"):
+            make(model, tiny, gms=gms)
+        return
     method = make(model, tiny, gms=gms)
     for task in range(2):
         method.begin_task(task)
         for _ in range(3):
             loss = method.observe(*task_batch(tiny, task))
             assert loss.dim() == 0 and torch.isfinite(loss) and not loss.requires_grad
-        method.end_task(task, *task_batch(tiny, task))
+        method.end_task(task, TaskData(*task_batch(tiny, task)))
 
 
 @pytest.mark.parametrize("mask_value", [float("-inf"), 0.0, "detach"])

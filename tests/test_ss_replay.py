@@ -11,6 +11,7 @@ from replaymask import cli
 from replaymask.config import resolve
 from replaymask.core.gms import gms_cross_entropy
 from replaymask.core.methods import declaration, method_class
+from replaymask.core.methods.base import TaskData
 from replaymask.core.networks import default_network
 
 
@@ -34,7 +35,7 @@ def after_task0(tiny, **settings):
     method.begin_task(0)
     for start in range(0, 60, 10):
         method.observe(*batch(tiny, 0, start=start))
-    method.end_task(0, *batch(tiny, 0, size=60))
+    method.end_task(0, TaskData(*batch(tiny, 0, size=60)))
     method.begin_task(1)
     return method
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from replaymask.config import resolve
+from replaymask.core.methods.base import TaskData
 from replaymask.core.networks import default_network
 from replaymask.core.results import matrix_csv, write_result
 from replaymask.core.training import DivergenceError, train
@@ -170,8 +171,8 @@ def test_training_steps_never_wait_for_the_gpu(tiny_vision, model):
     index = data.task_indices("train", 1)
     images, labels = data.train_inputs[index], data.train_labels[index]
     method.begin_task(0)
-    method.end_task(0, data.train_inputs[data.task_indices("train", 0)],
-                    data.train_labels[data.task_indices("train", 0)])
+    method.end_task(0, TaskData(data.train_inputs[data.task_indices("train", 0)],
+                                data.train_labels[data.task_indices("train", 0)]))
     method.begin_task(1)
     method.observe(images[:8], labels[:8])  # warm-up: lazy allocations may sync once
     torch.cuda.synchronize()

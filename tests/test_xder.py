@@ -10,6 +10,7 @@ from replaymask.config import resolve
 from replaymask.core.backbones import ResNet18, frozen_batchnorm_stats
 from replaymask.core.contrastive import supervised_contrastive_loss
 from replaymask.core.methods import method_class
+from replaymask.core.methods.base import TaskData
 from replaymask.core.methods.xder import transplant_logits
 from replaymask.core.networks import default_network
 
@@ -96,14 +97,14 @@ def test_replay_cross_entropy_covers_the_past_heads_only(tiny_vision):
 def test_the_memory_is_filled_class_balanced_at_the_end_of_each_task(tiny_vision):
     method = make_xder(tiny_vision, buffer_size=12)
     method.begin_task(0)
-    method.end_task(0, *task_data(tiny_vision, 0))
+    method.end_task(0, TaskData(*task_data(tiny_vision, 0)))
     assert torch.bincount(method.buffer.labels[:len(method.buffer)]).tolist() == [6, 6]
     method.begin_task(1)
-    method.end_task(1, *task_data(tiny_vision, 1))
+    method.end_task(1, TaskData(*task_data(tiny_vision, 1)))
     labels = method.buffer.labels[:len(method.buffer)]
     assert torch.bincount(labels, minlength=4).tolist() == [3, 3, 3, 3]  # 12 // 4 each
     method.begin_task(2)
-    method.end_task(2, *task_data(tiny_vision, 2))
+    method.end_task(2, TaskData(*task_data(tiny_vision, 2)))
     counts = torch.bincount(method.buffer.labels[:len(method.buffer)], minlength=6).tolist()
     assert counts[:4] == [2, 2, 2, 2] and sorted(counts[4:]) == [2, 2]
 
@@ -112,7 +113,7 @@ def test_end_task_refreshes_the_future_heads_of_past_items_and_keeps_their_past_
         tiny_vision):
     method = make_xder(tiny_vision, buffer_size=8)
     method.begin_task(0)
-    method.end_task(0, *task_data(tiny_vision, 0))
+    method.end_task(0, TaskData(*task_data(tiny_vision, 0)))
     count = len(method.buffer)
     order = torch.sort(method.buffer.labels[:count], stable=True).indices
     # the reduction keeps each class's first items (2 of 4 per class now), in class order
@@ -121,7 +122,7 @@ def test_end_task_refreshes_the_future_heads_of_past_items_and_keeps_their_past_
     with torch.no_grad():  # change the network so that fresh logits differ
         method.net.classifier.bias.add_(1.0)
     method.begin_task(1)
-    method.end_task(1, *task_data(tiny_vision, 1))
+    method.end_task(1, TaskData(*task_data(tiny_vision, 1)))
     count = len(method.buffer)
     past = method.buffer.labels[:count] < 2
     assert past.sum() == 4 and (method.buffer.task_ids[:count][past] == 1).all()
@@ -133,7 +134,7 @@ def test_end_task_refreshes_the_future_heads_of_past_items_and_keeps_their_past_
 def test_a_slot_drawn_twice_in_one_step_is_counted_once(tiny_vision):
     method = make_xder(tiny_vision, buffer_size=4)
     method.begin_task(0)
-    method.end_task(0, *task_data(tiny_vision, 0))
+    method.end_task(0, TaskData(*task_data(tiny_vision, 0)))
     method.begin_task(1)
     images, labels = task_data(tiny_vision, 1)
     method.observe(images[:8], labels[:8])  # two draws of 4 from 4 items: every slot twice
@@ -150,7 +151,7 @@ def test_training_steps_are_finite_in_every_task_and_with_every_option(tiny_visi
             for first in range(0, 16, 8):
                 loss = method.observe(images[first:first + 8], labels[first:first + 8])
                 assert math.isfinite(loss.item())
-            method.end_task(task, images, labels)
+            method.end_task(task, TaskData(images, labels))
 
 
 def test_frozen_batchnorm_stats_leave_running_statistics_untouched():

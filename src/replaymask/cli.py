@@ -555,6 +555,9 @@ def _methods(args: argparse.Namespace) -> int:
         tables = ", ".join(method.best_args) or f"those of {method.best_args_of}"
         print(f"{method.name:10} {method.label}: {method.summary}")
         print(f"{'':10} {kind}; best arguments for {tables}")
+        gms = method.gms
+        print(f"{'':10} GMS ({gms.kind}): {gms.how}" if gms.applies
+              else f"{'':10} GMS does not apply: {gms.how}")
         for setting in method.settings:
             print(f"{'':10} {setting.flag}: {setting.help}")
     return 0

@@ -144,6 +144,8 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
     info = _benchmark_info(values)
     protocol, dataset = info.protocol, info.name
     own = {s.name: s for s in method.settings}
+    if values.get("gms", False) and not method.gms.applies:
+        raise ConfigError(f"--gms does not apply to {model}: {method.gms.how}")
 
     ignored = {}
     for name in values:

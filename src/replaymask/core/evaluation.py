@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..data.benchmarks import Benchmark
@@ -11,9 +13,13 @@ EVAL_ELEMENTS = 2048 * 784  # input elements per forward pass: 2048 MNIST images
 
 
 @torch.inference_mode()
-def evaluate(net, benchmark: Benchmark, tasks: list[int],
-             visible_tasks: list[int]) -> tuple[list[float], list[float]]:
+def evaluate(net, benchmark: Benchmark, tasks: list[int], visible_tasks: list[int],
+             predict: Callable[[torch.Tensor], torch.Tensor] | None = None
+             ) -> tuple[list[float], list[float]]:
     """Accuracy (percent) on the test set of each of ``tasks``.
+
+    The class scores are ``predict``'s (a method's :meth:`predict`; by default the
+    network's logits), with ``net`` in evaluation mode.
 
     Class-IL predicts the argmax over the classes of tasks ``0..visible_tasks[k]`` for
     ``tasks[k]`` (after training task i that is every class seen so far); Task-IL the
@@ -33,7 +39,8 @@ def evaluate(net, benchmark: Benchmark, tasks: list[int],
     was_training = net.training
     net.eval()
     rows = max(1, EVAL_ELEMENTS // benchmark.test_inputs[0].numel())
-    logits = torch.cat([net(benchmark.prepare(benchmark.test_inputs[chunk]))
+    predict = net if predict is None else predict
+    logits = torch.cat([predict(benchmark.prepare(benchmark.test_inputs[chunk]))
                         for chunk in indices.split(rows)])
     net.train(was_training)
 
@@ -63,7 +70,9 @@ def own_task_argmax(logits: torch.Tensor, sample_task: torch.Tensor,
 
 
 @torch.inference_mode()
-def task_confusion(net, benchmark: Benchmark) -> list[list[float]]:
+def task_confusion(net, benchmark: Benchmark,
+                   predict: Callable[[torch.Tensor], torch.Tensor] | None = None
+                   ) -> list[list[float]]:
     """Where the Class-IL predictions of each task's test samples fall, after the last
     task (every class visible): row i = the samples of task i, column j = the percent
     of them predicted as one of task j's classes. The diagonal holds the right answers
@@ -73,7 +82,8 @@ def task_confusion(net, benchmark: Benchmark) -> list[list[float]]:
     rows = max(1, EVAL_ELEMENTS // benchmark.test_inputs[0].numel())
     was_training = net.training
     net.eval()
-    predicted = torch.cat([net(benchmark.prepare(benchmark.test_inputs[chunk])).argmax(1)
+    predict = net if predict is None else predict
+    predicted = torch.cat([predict(benchmark.prepare(benchmark.test_inputs[chunk])).argmax(1)
                            for chunk in torch.arange(len(labels)).split(rows)])
     net.train(was_training)
     n_tasks = benchmark.n_tasks

@@ -19,6 +19,7 @@ from .analysis import StabilityProbe
 from .checkpoint import load_newest_checkpoint, save_checkpoint
 from .evaluation import evaluate, task_confusion
 from .methods import method_class
+from .methods.base import TaskData
 from .metrics import summarize
 from .networks import build_network
 from .observer import TrainingObserver
@@ -98,7 +99,8 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
     augmentation = torch.Generator(device=device).manual_seed(config.seed + 2)
     train_transform = benchmark.train_transform(augmentation, config.channels_last)
     method = method_class(config.model)(model, train_transform,
-                                        benchmark.class_to_task.to(device), config)
+                                        benchmark.class_to_task.to(device), config,
+                                        normalize=benchmark.test_transform)
 
     def precision():  # a fresh context each time: autocast objects are not re-entrant
         return torch.autocast(device.type, dtype=torch.bfloat16,
@@ -108,7 +110,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
 
     def evaluate_tasks(seen, visible):
         with precision():
-            return evaluate(model, benchmark, seen, visible)
+            return evaluate(model, benchmark, seen, visible, predict=method.predict)
 
     saved = _load_checkpoint(checkpointing, config, device)
     if saved is not None:
@@ -138,9 +140,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
 
     if observer is not None:
         observer.begin(run_state["steps_done"])
-    steps_per_task = [
-        _steps(benchmark, config, task, method.trains_on_all_seen_tasks) for task in tasks
-    ]
+    steps_per_task = [_steps(benchmark, config, method.training_tasks(task)) for task in tasks]
     bar = tqdm(total=sum(steps_per_task), initial=run_state["steps_done"],
                disable=not progress, unit="step", mininterval=0.5,
                desc=f"{config.model}{' +GMS' if config.gms else ''} {config.dataset}")
@@ -159,8 +159,14 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
             _restore(saved, net, method, augmentation)
         if probe is not None:
             probe.begin_task(task)
-        seen_tasks = range(task + 1) if method.trains_on_all_seen_tasks else [task]
-        indices = torch.cat([benchmark.task_indices("train", t) for t in seen_tasks])
+        indices = _training_indices(benchmark, method.training_tasks(task))
+        extra = method.extra_training_data(task)
+        if extra is not None and len(extra.labels):
+            pool_inputs = torch.cat([benchmark.train_inputs[indices], extra.inputs])
+            pool_labels = torch.cat([benchmark.train_labels[indices], extra.labels])
+            bar.total += config.n_epochs * -(-len(extra.labels) // config.batch_size)
+        else:
+            extra = None
         first_epoch = position["epoch"] if resuming else 0
         for epoch in range(first_epoch, config.n_epochs):
             method.optimizer.lr = learning_rate(config, epoch)
@@ -169,8 +175,13 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
                 data_order.set_state(saved["data_order"].to(data_order.get_state().device))
                 first_batch = position["batch"]
             epoch_start_order = data_order.get_state()
-            order = indices[torch.randperm(len(indices), generator=data_order, device=device)]
-            images, labels = benchmark.train_inputs[order], benchmark.train_labels[order]
+            if extra is None:
+                order = indices[torch.randperm(len(indices), generator=data_order,
+                                               device=device)]
+                images, labels = benchmark.train_inputs[order], benchmark.train_labels[order]
+            else:
+                order = torch.randperm(len(pool_labels), generator=data_order, device=device)
+                images, labels = pool_inputs[order], pool_labels[order]
 
             def after_step(batch, task=task, epoch=epoch):
                 run_state["steps_done"] += 1
@@ -181,8 +192,8 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
             with precision():
                 _run_epoch(method, images, labels, config.batch_size, bar, task, probe,
                            first_batch, after_step, run_state, observer)
-        with precision():
-            method.end_task(task, images, labels)
+        with precision():  # the task's data, in the order of its last epoch
+            method.end_task(task, TaskData(images, labels))
         seen = list(range(task + 1))
         class_il, task_il = evaluate_tasks(seen, [task] * len(seen))
         matrix["class_il"][task:] = [class_il]
@@ -198,7 +209,7 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
     confusion = None
     if probe is not None:
         with precision():
-            confusion = task_confusion(model, benchmark)
+            confusion = task_confusion(model, benchmark, predict=method.predict)
 
     random_init = run_state["random_init"]
     return RunResult(
@@ -280,9 +291,15 @@ def learning_rate(config: RunConfig, epoch: int) -> float:
     return config.lr * 0.1 ** sum(epoch >= milestone for milestone in config.lr_milestones)
 
 
-def _steps(benchmark, config, task, cumulative) -> int:
-    seen = range(task + 1) if cumulative else [task]
-    samples = sum(len(benchmark.task_indices("train", t)) for t in seen)
+def _training_indices(benchmark, tasks: list[int]) -> torch.Tensor:
+    """The training samples of ``tasks``, as indices into the training set."""
+    if not tasks:
+        return torch.zeros(0, dtype=torch.long, device=benchmark.train_labels.device)
+    return torch.cat([benchmark.task_indices("train", t) for t in tasks])
+
+
+def _steps(benchmark, config, tasks: list[int]) -> int:
+    samples = sum(len(benchmark.task_indices("train", t)) for t in tasks)
     return config.n_epochs * -(-samples // config.batch_size)
 
 

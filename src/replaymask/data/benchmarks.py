@@ -82,10 +82,11 @@ class Benchmark(TaskLayout):
 
     def prepare(self, raw_inputs: torch.Tensor) -> torch.Tensor:
         """Raw inputs -> network input, as at test time (normalised, not augmented)."""
-        return self._test_transform(raw_inputs)
+        return self.test_transform(raw_inputs)
 
     @cached_property
-    def _test_transform(self) -> EvalTransform:
+    def test_transform(self) -> EvalTransform:
+        """:meth:`prepare` as an object (its ``mean`` and ``std``: the normalisation)."""
         return EvalTransform(self.protocol.mean, self.protocol.std)
 
     def train_transform(self, generator: torch.Generator | None = None,

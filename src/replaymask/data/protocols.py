@@ -64,6 +64,13 @@ class TaskLayout:
 
 
 @dataclass(frozen=True)
+class TaskSplit(TaskLayout):
+    """A task split alone: what a method knows of the benchmark's tasks."""
+
+    task_sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class BenchmarkInfo(TaskLayout):
     """A benchmark described without its tensors: what resolving a run needs of it.
 

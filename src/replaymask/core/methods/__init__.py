@@ -17,7 +17,12 @@ everything else about it in one literal, ``METHOD = {...}``:
   serves any size); ``best_args_of``: another method whose rows it uses instead;
   ``best_args_fallback``: a benchmark whose rows serve benchmarks without any;
 * ``equal_tasks``: why the method needs tasks of equal size, where it does (a run on a
-  benchmark with tasks of different sizes is then refused, with the reason).
+  benchmark with tasks of different sizes is then refused, with the reason);
+* ``gms``: how GMS applies to the method, ``(kind, how)``: kind ``"stream"`` (the
+  stream cross-entropy is GMS-masked), ``"rows"`` (one cross-entropy over stream and
+  replayed rows, with a row mask: stream rows masked, replayed rows only with
+  ``--gms-on-buffer``), ``"built-in"`` (the method masks with -inf itself, and ``--gms``
+  exposes that mask as m) or ``"none"`` (``--gms`` is refused, ``how`` saying why).
 
 The registry reads these literals without importing the method modules (which import
 torch), so the command line's help, checks and listings start without torch; the class
@@ -35,8 +40,9 @@ from pathlib import Path
 from ..settings import Setting
 
 DECLARATION_KEYS = {"name", "label", "class", "order", "buffer", "stores_logits", "settings",
-                    "best_args", "best_args_of", "best_args_fallback", "equal_tasks"}
-REQUIRED_KEYS = {"name", "label", "class", "order", "buffer"}
+                    "best_args", "best_args_of", "best_args_fallback", "equal_tasks", "gms"}
+REQUIRED_KEYS = {"name", "label", "class", "order", "buffer", "gms"}
+GMS_KINDS = ("stream", "rows", "built-in", "none")
 SETTING_KEYS = {"kind", "help", "default", "minimum", "maximum", "above_minimum", "choices",
                 "omit_default"}
 
@@ -54,6 +60,19 @@ class BestArgsRow:
 
 
 @dataclass(frozen=True)
+class GMSUse:
+    """How GMS applies to a method (its declaration's ``gms``): ``kind`` one of
+    :data:`GMS_KINDS`, ``how`` in words (for ``"none"``: why not)."""
+
+    kind: str
+    how: str
+
+    @property
+    def applies(self) -> bool:
+        return self.kind != "none"
+
+
+@dataclass(frozen=True)
 class MethodDeclaration:
     name: str
     label: str
@@ -67,6 +86,7 @@ class MethodDeclaration:
     best_args: dict  # benchmark -> (source, {buffer size or None: row})
     best_args_of: str | None
     best_args_fallback: str | None
+    gms: GMSUse = GMSUse("stream", "")
     needs_equal_tasks: str = ""  # why, where the method needs tasks of equal size
 
     def best_args_row(self, dataset: str, buffer_size: int,
@@ -166,6 +186,11 @@ def _declaration_from(raw, path: Path, docstring: str) -> MethodDeclaration:
             settings.append(Setting(name=name, **spec))
         except (TypeError, ValueError) as error:
             raise DeclarationError(f"{where}: setting {name!r}: {error}") from None
+    gms = raw["gms"]
+    if not (isinstance(gms, tuple) and len(gms) == 2 and gms[0] in GMS_KINDS
+            and isinstance(gms[1], str) and gms[1]):
+        raise DeclarationError(f"{where}: gms must be (kind, how) with kind one of "
+                               f"{', '.join(GMS_KINDS)}")
     best_args = raw.get("best_args", {})
     for table, entry in best_args.items():
         if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str)
@@ -178,7 +203,7 @@ def _declaration_from(raw, path: Path, docstring: str) -> MethodDeclaration:
         if docstring.strip() else "", order=raw["order"], uses_buffer=raw["buffer"],
         stores_logits=raw.get("stores_logits", False), settings=tuple(settings),
         best_args=best_args, best_args_of=raw.get("best_args_of"),
-        best_args_fallback=raw.get("best_args_fallback"),
+        best_args_fallback=raw.get("best_args_fallback"), gms=GMSUse(*gms),
         needs_equal_tasks=raw.get("equal_tasks", ""))
 
 

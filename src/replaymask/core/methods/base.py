@@ -1,16 +1,31 @@
-"""What every method shares: the optimiser, the GMS-aware losses, the buffer hand-off."""
+"""What every method shares: the optimiser, the GMS-aware losses, the buffer hand-off, and
+the hooks through which a method changes what the training loop does (see
+:class:`ContinualMethod`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...data.protocols import TaskSplit
 from ..buffer import ReservoirBuffer
 from ..gms import GMSRule, gms_masked_logits, same_task_table
 from ..run_config import RunConfig
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The training data of a finished task, handed to :meth:`ContinualMethod.end_task`:
+    raw inputs (as the buffer stores them; ``method.prepare`` or ``method.normalize``
+    turns them into network input) and their labels, every sample of the tasks it trained
+    on (:meth:`ContinualMethod.training_tasks`) in the order of its last epoch."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
 
 
 class PlainSGD:
@@ -37,14 +52,28 @@ class PlainSGD:
 class ContinualMethod:
     """A learner: turns each stream batch (and replay batches) into one update.
 
-    Subclasses implement :meth:`observe`; the training loop calls ``begin_task``,
-    ``observe`` for every stream batch, then ``end_task``. ``prepare`` turns raw stored
-    images into network input (the training transform: augmented where the benchmark
-    augments, with fresh draws at each call). ``settings`` are the method's own settings,
-    as its file declares them (``self.settings.alpha``).
-    """
+    The training loop calls, for each task: ``begin_task(task)``; ``observe`` for every
+    stream batch of the data of :meth:`training_tasks` (shuffled, each epoch);
+    ``end_task(task, data)``; then evaluates through :meth:`predict`. Subclasses implement
+    :meth:`observe` and override the other hooks where the method needs to:
 
-    trains_on_all_seen_tasks = False  # the joint upper bound
+    * :meth:`predict`: the class scores evaluation takes the argmax of (default: the
+      network's logits; iCaRL: its nearest-mean classifier);
+    * :meth:`training_tasks`: whose data a task's stream is (default: its own; Joint:
+      every task so far), and :meth:`extra_training_data`, data joined to it (iCaRL's
+      memory);
+    * :meth:`create_buffer`: the memory (default: reservoir sampling over the stream);
+    * :meth:`begin_task`, :meth:`end_task` (with the task's data as :class:`TaskData`),
+      :meth:`state_dict` and :meth:`load_state_dict` (what a checkpoint keeps).
+
+    What the method may read: ``net``; ``prepare`` (raw stored inputs -> network input,
+    the training transform: augmented where the benchmark augments, with fresh draws at
+    each call, from ``generator``); ``normalize`` (the same without augmentation, as at
+    test time) and ``mean``/``std``, the normalisation; ``layout`` (the benchmark's task
+    sizes, offsets and class count) and ``class_to_task``; ``config``, and ``settings``,
+    the method's own settings as its file declares them (``self.settings.alpha``);
+    ``gms_rule``, which rows GMS masks.
+    """
 
     def __init__(
         self,
@@ -52,20 +81,51 @@ class ContinualMethod:
         prepare: Callable[[torch.Tensor], torch.Tensor],
         class_to_task: torch.Tensor,
         config: RunConfig,
+        normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         self.net = net
         self.prepare = prepare  # raw stored images -> network input (augmented if any)
+        self.normalize = prepare if normalize is None else normalize  # not augmented
+        # the benchmark's normalisation (per channel; None: inputs are not normalised)
+        self.mean = getattr(self.normalize, "mean", None)
+        self.std = getattr(self.normalize, "std", None)
+        # the training transform's random draws (None where it draws none: torch's own)
+        self.generator: torch.Generator | None = getattr(prepare, "generator", None)
         self.class_to_task = class_to_task
+        self.layout = TaskSplit(tuple(torch.bincount(class_to_task.cpu()).tolist()))
         self.live_by_class = same_task_table(class_to_task)  # GMS: live classes per label
         self.gms_rule = GMSRule(config.gms, config.gms_mask_value, config.gms_on_buffer)
         self.config = config
         self.settings = config.method_settings
-        device = next(net.parameters()).device
-        # methods declared without a buffer have buffer_size 0 in their config
-        self.buffer = ReservoirBuffer(config.buffer_size, device=device, seed=config.seed + 1,
-                                      task_of_class=class_to_task)
+        self.device = next(net.parameters()).device
+        self.buffer = self.create_buffer()
         self.task = 0
         self.optimizer = PlainSGD(net.parameters(), config.lr)
+
+    def create_buffer(self):
+        """The method's memory; by default reservoir sampling over the stream. Methods
+        declared without a buffer have ``buffer_size`` 0, so an empty one."""
+        return ReservoirBuffer(self.config.buffer_size, device=self.device,
+                               seed=self.config.seed + 1, task_of_class=self.class_to_task)
+
+    def training_tasks(self, task: int) -> list[int]:
+        """The tasks whose training data form the stream of ``task`` (default: its own)."""
+        return [task]
+
+    def extra_training_data(self, task: int) -> TaskData | None:
+        """Data joined to the stream of ``task`` and shuffled in with it, each epoch
+        (asked after :meth:`begin_task`); default none. iCaRL: its memory."""
+        return None
+
+    def task_classes(self, task: int) -> range:
+        """The labels of ``task``'s classes."""
+        offsets = self.layout.task_offsets
+        return range(offsets[task], offsets[task + 1])
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Class scores for network input (``normalize``-d), ``(N, classes)``: evaluation
+        predicts their argmax over the visible classes. Default: the network's logits."""
+        return self.net(inputs)
 
     def begin_task(self, task: int) -> None:
         self.task = task
@@ -75,8 +135,8 @@ class ContinualMethod:
         """One training step on a stream batch; returns the loss, detached."""
         raise NotImplementedError
 
-    def end_task(self, task: int, images: torch.Tensor, labels: torch.Tensor) -> None:
-        """After the last epoch of ``task``; ``images``/``labels`` are its raw training data."""
+    def end_task(self, task: int, data: TaskData) -> None:
+        """After the last epoch of ``task``, before it is evaluated."""
 
     def state_dict(self) -> dict:
         """What a checkpoint needs besides the network: the buffer and any method state."""

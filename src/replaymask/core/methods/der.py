@@ -16,6 +16,8 @@ METHOD = {
     "class": "DER",
     "order": 40,
     "buffer": True,
+    "gms": ("stream",
+            "the stream cross-entropy masked; the logit replay (MSE) is unchanged"),
     "stores_logits": True,
     "settings": {
         "alpha": {"kind": "float", "minimum": 0,

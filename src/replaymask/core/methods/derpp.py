@@ -8,6 +8,9 @@ METHOD = {
     "class": "DERpp",
     "order": 50,
     "buffer": True,
+    "gms": ("stream",
+            "the stream cross-entropy masked, the label replay's only with --gms-on-buffer; "
+            "the logit replay is unchanged"),
     "stores_logits": True,
     "settings": {
         "alpha": {"kind": "float", "minimum": 0,

@@ -20,6 +20,9 @@ METHOD = {
     "class": "ER",
     "order": 30,
     "buffer": True,
+    "gms": ("rows",
+            "one cross-entropy over the stream batch and a replay batch: stream rows masked, "
+            "replayed rows only with --gms-on-buffer"),
     "settings": {
         "replay_classes": {"kind": "choice", "choices": ["all", "earlier"], "default": "all",
                            "omit_default": True,

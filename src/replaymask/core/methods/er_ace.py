@@ -18,6 +18,9 @@ METHOD = {
     "class": "ERACE",
     "order": 60,
     "buffer": True,
+    "gms": ("built-in",
+            "ACE masks the seen classes absent from the batch out of the stream "
+            "cross-entropy; with --gms the stream rows are masked to their own task at m instead"),
     # Mammoth's defaults (no tuned arguments for these benchmarks); the replay batch is
     # the stream batch's size
     "best_args": {

@@ -8,6 +8,8 @@ METHOD = {
     "class": "SGD",
     "order": 10,
     "buffer": False,
+    "gms": ("stream",
+            "the stream cross-entropy, masked to each sample's task"),
     # Mammoth's defaults: the DER paper tunes no fine-tuning baseline
     "best_args": {
         "seq-mnist": ("Mammoth defaults", {None: {"lr": 0.03}}),

@@ -25,6 +25,8 @@ METHOD = {
     "class": "SeparatedSoftmaxReplay",
     "order": 65,
     "buffer": True,
+    "gms": ("built-in",
+            "the -inf of both separated softmaxes becomes m"),
     # none published for these benchmarks: ER's, whose step it shares (one stream batch,
     # one replay batch, one update)
     "best_args_of": "er",

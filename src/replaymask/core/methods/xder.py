@@ -34,6 +34,9 @@ METHOD = {
     "class": "XDER",
     "order": 70,
     "buffer": True,
+    "gms": ("built-in",
+            "the stream's task-local softmax (the other heads at -inf) becomes GMS at m; the "
+            "past-heads replay cross-entropy only with --gms-on-buffer"),
     "stores_logits": True,
     "settings": {
         "alpha": {"kind": "float", "minimum": 0,
@@ -96,11 +99,9 @@ def _positive_mean(values, weights):
 class XDER(ContinualMethod):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.n_tasks = int(self.class_to_task.max()) + 1
-        self.per_task = len(self.class_to_task) // self.n_tasks
-        self.generator = getattr(self.prepare, "generator", None)
-        self.strong = StrongTransform(getattr(self.prepare, "mean", None),
-                                      getattr(self.prepare, "std", None), self.generator,
+        self.n_tasks = self.layout.n_tasks
+        self.per_task = self.layout.num_classes // self.n_tasks
+        self.strong = StrongTransform(self.mean, self.std, self.generator,
                                       channels_last=getattr(self.prepare, "channels_last", False))
         self.update_counter = torch.zeros(self.buffer.capacity, device=self.buffer.device)
 
@@ -205,11 +206,12 @@ class XDER(ContinualMethod):
         return per_sample.sum() / (n_heads * len(raw))
 
     @torch.no_grad()
-    def end_task(self, task, images, labels):
+    def end_task(self, task, data):
         """Rebalance the memory: every seen class gets capacity // seen_classes slots, the
         old classes keeping their first items and the new ones taking the first items of
         this task's (shuffled) data, with logits whose past heads are rescaled; then
         refresh the future heads of the past items with the current network."""
+        images, labels = data.inputs, data.labels
         per_task, capacity, buffer = self.per_task, self.buffer.capacity, self.buffer
         device = buffer.device
         keep_examples, keep_labels, keep_logits, keep_tasks = [], [], [], []
