@@ -1,8 +1,12 @@
-"""A reservoir-sampling replay buffer held as tensors on the training device."""
+"""Replay memories held as tensors on the training device, and their selection policies:
+reservoir sampling over the stream (:class:`ReservoirBuffer`), GDumb's greedy class
+balance (:class:`ClassBalancedBuffer`), and class-balanced refills after a task, at
+random or by iCaRL's :func:`herding` (:func:`rebalance_by_class`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,3 +186,101 @@ class ReservoirBuffer:
         for name in ("examples", "labels", "task_ids", "logits"):
             value = state[name]
             setattr(self, name, None if value is None else value.to(self.device))
+
+
+class ClassBalancedBuffer(ReservoirBuffer):
+    """GDumb's greedy class-balanced memory (Prabhu et al., ECCV 2020).
+
+    A stream item is stored while there is room; once the buffer is full, an item of a
+    class holding fewer items than the largest class replaces a uniformly drawn item of
+    a largest class (ties between largest classes broken uniformly), and an item of a
+    largest class is dropped. The classes' counts so end up as equal as the stream
+    allows. Items are offered one at a time (a loop over the batch: the policy is
+    defined per item; at batch 10 it costs microseconds).
+    """
+
+    @torch.no_grad()
+    def add(self, examples, labels, task_ids=None, logits=None) -> None:
+        for row in range(len(labels)):
+            slot = self._slot_for(int(labels[row]))
+            self.seen += 1
+            if slot is None:
+                continue
+            if self.examples is None:
+                self._allocate(examples, labels, logits)
+            self.examples[slot] = examples[row].to(self.examples.dtype)
+            self.labels[slot] = labels[row]
+            self.task_ids[slot] = (self.task_of_class[labels[row]] if task_ids is None
+                                   else task_ids[row])
+            if self.logits is not None and logits is not None:
+                self.logits[slot] = logits[row].to(self.logits.dtype)
+        self.seen = min(self.seen, self.capacity)  # the count of stored items
+
+    def _slot_for(self, label: int) -> int | None:
+        stored = min(self.seen, self.capacity)
+        if stored < self.capacity:
+            return stored
+        if self.capacity == 0:
+            return None
+        counts = np.bincount(self.labels.cpu().numpy(), minlength=label + 1)
+        largest = counts.max()
+        if counts[label] >= largest:
+            return None
+        classes = np.flatnonzero(counts == largest)
+        victim_class = classes[self.rng.integers(len(classes))] if len(classes) > 1 \
+            else classes[0]
+        slots = np.flatnonzero(self.labels.cpu().numpy() == victim_class)
+        return int(slots[self.rng.integers(len(slots))])
+
+
+@torch.no_grad()
+def herding(features: torch.Tensor, count: int) -> torch.Tensor:
+    """iCaRL's herding (Rebuffi et al. 2017, after Welling 2009): ``count`` rows of
+    ``features`` chosen one at a time, each the row that brings the mean of the chosen
+    rows closest to the mean of all rows. Returns their indices, in the order chosen."""
+    count = min(count, len(features))
+    target = features.mean(0)
+    running = torch.zeros_like(target)
+    available = torch.ones(len(features), dtype=torch.bool, device=features.device)
+    chosen = []
+    for step in range(count):
+        cost = (target - (features + running) / (step + 1)).norm(dim=1)
+        pick = int(cost.masked_fill(~available, float("inf")).argmin())
+        chosen.append(pick)
+        running += features[pick]
+        available[pick] = False
+    return torch.tensor(chosen, dtype=torch.long, device=features.device)
+
+
+@torch.no_grad()
+def rebalance_by_class(buffer: ReservoirBuffer, inputs: torch.Tensor, labels: torch.Tensor,
+                       task: int, new_classes: range,
+                       choose: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+    """Make ``buffer`` a class-balanced memory after ``task``, whose classes are
+    ``new_classes`` (the labels after renumbering run 0 .. new_classes.stop - 1): each
+    seen class gets ``capacity // new_classes.stop`` items; the earlier classes keep their
+    first items, and each new class takes, of its samples in ``inputs``/``labels`` (the
+    task's data: other labels there are skipped), those ``choose(their indices, quota)``
+    picks (at random, or by :func:`herding`). The memory of GEM and iCaRL as Mammoth
+    keeps it (its ``fill_buffer``)."""
+    quota = buffer.capacity // max(new_classes.stop, 1)
+    kept_inputs, kept_labels, kept_tasks = [], [], []
+    count = len(buffer)
+    if count:
+        stored = buffer.labels[:count]
+        order = torch.sort(stored, stable=True).indices
+        rank = torch.arange(count, device=stored.device) - torch.searchsorted(
+            stored[order], stored[order])
+        kept = order[rank < quota]
+        kept = kept[torch.argsort(kept)]  # keep the stored order
+        kept_inputs, kept_labels = [buffer.examples[kept]], [buffer.labels[kept]]
+        kept_tasks = [buffer.task_ids[kept]]
+    present = set(torch.unique(labels).tolist())
+    new = [choose((labels == label).nonzero().squeeze(1), quota)
+           for label in new_classes if label in present]
+    index = torch.cat(new) if new else torch.zeros(0, dtype=torch.long, device=labels.device)
+    new_inputs = inputs[index].to(buffer.device)
+    new_labels = labels[index].to(buffer.device)
+    new_tasks = torch.full_like(new_labels, task)
+    buffer.replace(torch.cat(kept_inputs + [new_inputs]), torch.cat(kept_labels + [new_labels]),
+                   torch.cat(kept_tasks + [new_tasks]))

@@ -1,0 +1,77 @@
+"""MER, Meta-Experience Replay (Riemer et al., ICLR 2019), as in Mammoth.
+
+Defined per stream sample: for each sample of the stream batch, in order, ``--batch-num``
+inner SGD steps, each on the cross-entropy of a replay batch with the sample appended,
+each followed by a Reptile interpolation within the batch
+(theta <- theta_before_step + beta (theta - theta_before_step)); then the sample is
+offered to the reservoir, and the weights are interpolated across the sample's steps
+(theta <- theta_before_sample + gamma (theta - theta_before_sample), ``--gamma``). A stream batch of
+B samples so costs B x batch-num forward and backward passes of (minibatch + 1) rows:
+the per-sample loop is the method (Mammoth runs it with batch size 1).
+"""
+
+import torch
+
+from .base import ContinualMethod
+
+METHOD = {
+    "name": "mer",
+    "label": "MER",
+    "class": "MER",
+    "order": 85,
+    "buffer": True,
+    "gms": ("rows",
+            "one cross-entropy over the replay batch and the stream sample: the stream row "
+            "masked, replayed rows only with --gms-on-buffer"),
+    "settings": {
+        "beta": {"kind": "float", "minimum": 0,
+                 "help": "MER's within-batch Reptile interpolation of each inner step"},
+        "gamma": {"kind": "float", "minimum": 0,
+                  "help": "MER's across-sample Reptile interpolation of each sample's steps"},
+        "batch_num": {"kind": "int", "minimum": 1, "maximum": 1000, "default": 1,
+                      "help": "MER's inner steps per stream sample"},
+    },
+    # Mammoth's arguments for Rot-MNIST (the MLP's benchmark; none for S-MNIST)
+    "best_args": {"seq-mnist": ("Mammoth's Rot-MNIST", {None: {
+        "lr": 0.1, "minibatch_size": 25, "beta": 0.01, "gamma": 0.03}})},
+    "best_args_fallback": "seq-mnist",
+}
+
+
+class MER(ContinualMethod):
+    def observe(self, raw_inputs, labels):
+        params = self.optimizer.params
+        settings = self.settings
+        for row in range(len(labels)):
+            sample, label = raw_inputs[row:row + 1], labels[row:row + 1]
+            before_sample = [p.detach().clone() for p in params]
+            for _ in range(settings.batch_num):
+                before_step = [p.detach().clone() for p in params]
+                inputs, targets, stream = self.prepare(sample), label, 0
+                if not self.buffer.is_empty():
+                    replay = self.buffer.sample(self.config.minibatch_size)
+                    inputs = torch.cat([self.prepare(replay.examples), inputs])
+                    targets = torch.cat([replay.labels, label])
+                    stream = len(replay.labels)
+                loss = self.replayed_then_stream_loss(self.net(inputs), targets, stream)
+                self.update(loss)
+                interpolate(params, before_step, settings.beta)
+            self.remember(sample, label)
+            interpolate(params, before_sample, settings.gamma)
+        return loss.detach()
+
+    def replayed_then_stream_loss(self, logits, targets, replayed: int):
+        """The mean cross-entropy over ``replayed`` replayed rows then the stream row."""
+        live = self.gms_rule.live(targets, self.live_by_class,
+                                  replayed=torch.arange(len(targets),
+                                                        device=targets.device) < replayed)
+        if live is None:
+            return torch.nn.functional.cross_entropy(logits, targets)
+        return self.gms_cross_entropy(logits, targets, live)
+
+
+@torch.no_grad()
+def interpolate(params, start, weight: float) -> None:
+    """theta <- start + weight (theta - start), in place."""
+    for p, p0 in zip(params, start, strict=True):
+        p.copy_(p0 + weight * (p - p0))

@@ -1,0 +1,322 @@
+"""The rehearsal family on the method hooks: A-GEM, GEM, GDumb, iCaRL and LODE, each
+checked against its definition, and the hooks the training loop calls."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from replaymask.config import resolve
+from replaymask.core import training
+from replaymask.core.buffer import ClassBalancedBuffer, herding
+from replaymask.core.methods import declaration, method_class
+from replaymask.core.methods.base import TaskData
+from replaymask.core.methods.gdumb import fitting_rate
+from replaymask.core.methods.gem import project_to_cone
+from replaymask.core.methods.gradients import flat_gradient
+from replaymask.core.methods.sgd import SGD
+from replaymask.core.networks import default_network
+from replaymask.errors import ConfigError
+
+
+def make(model, tiny, **settings):
+    config = resolve(model=model, buffer_size=settings.pop("buffer_size", 20), **settings)
+    torch.manual_seed(0)
+    return method_class(model)(default_network(tiny), tiny.prepare, tiny.class_to_task, config)
+
+
+def task_data(tiny, task, size=None):
+    index = tiny.task_indices("train", task)[:size]
+    return TaskData(tiny.train_inputs[index], tiny.train_labels[index])
+
+
+def train_task(method, tiny, task, steps=3):
+    method.begin_task(task)
+    data = task_data(tiny, task)
+    for step in range(steps):
+        method.observe(data.inputs[10 * step:10 * step + 10], data.labels[10 * step:10 * step + 10])
+    method.end_task(task, data)
+
+
+def gradient_of(method, loss_of_net):
+    """The flat gradient of loss_of_net(net) at the method's current weights (on a copy)."""
+    net = copy.deepcopy(method.net)
+    loss_of_net(net).backward()
+    return flat_gradient([p for p in net.parameters() if p.requires_grad])
+
+
+def weights(method):
+    return torch.cat([p.detach().reshape(-1).clone() for p in method.optimizer.params])
+
+
+# A-GEM
+
+def test_agem_projects_a_conflicting_gradient_so_the_update_never_raises_the_replay_loss(tiny):
+    method = make("agem", tiny, lr=0.1, minibatch_size=20)
+    train_task(method, tiny, 0)
+    method.begin_task(1)
+    count = len(method.buffer)  # the whole memory is one replay batch: its order is moot
+    assert count == 20
+    memory = (method.buffer.examples[:count], method.buffer.labels[:count])
+    conflicts = 0
+    for inputs, labels in zip(*(t.split(10) for t in task_data(tiny, 1, 60).__dict__.values()),
+                              strict=True):
+        reference = gradient_of(method, lambda net: F.cross_entropy(
+            net(tiny.prepare(memory[0])), memory[1]))
+        stream = gradient_of(method, lambda net, x=inputs, y=labels: F.cross_entropy(
+            net(tiny.prepare(x)), y))
+        before = weights(method)
+        method.observe(inputs, labels)
+        applied = (before - weights(method)) / 0.1
+        assert applied @ reference >= -1e-4 * reference.norm() * applied.norm()
+        if stream @ reference < 0:
+            conflicts += 1
+            expected = stream - (stream @ reference) / (reference @ reference) * reference
+            assert torch.allclose(applied, expected, atol=1e-5)
+        else:
+            assert torch.allclose(applied, stream, atol=1e-5)
+    assert conflicts > 0  # the test saw a projection
+
+
+def test_agem_memories_balanced_by_class_or_one_batch_per_task(tiny):
+    balanced = make("agem", tiny, buffer_size=20)
+    batch = make("agem", tiny, buffer_size=20, agem_memory="batch", batch_size=4)
+    for task in range(2):
+        for method in (balanced, batch):
+            train_task(method, tiny, task)
+    labels = balanced.buffer.labels[:len(balanced.buffer)]
+    assert torch.bincount(labels, minlength=4)[:4].tolist() == [5, 5, 5, 5]
+    assert len(batch.buffer) == 8  # batch_size items of each task, whatever the capacity
+    assert sorted(set(batch.buffer.task_ids[:8].tolist())) == [0, 1]
+
+
+# GEM
+
+def test_gem_projection_is_the_nearest_gradient_meeting_every_memory_constraint():
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(0)
+    memories = rng.normal(size=(3, 40))
+    gradient = -memories.sum(0) + 0.1 * rng.normal(size=40)  # violates all three
+    projected = project_to_cone(gradient, memories, margin=0.0)
+    # the exact projection onto {x: memories @ x >= 0}: its dual is a non-negative least
+    # squares problem; GEM's 1e-3 on the Gram matrix's diagonal leaves it ~1e-3 away
+    dual, _ = nnls(memories.T, -gradient)
+    exact = memories.T @ dual + gradient
+    assert np.abs(projected - exact).max() < 1e-2
+    assert (memories @ projected > -1e-2).all() and (memories @ gradient < -20).all()
+    # the margin pushes the update further into the cone
+    pushed = project_to_cone(gradient, memories, margin=5.0)
+    assert (memories @ pushed > memories @ projected).all()
+
+
+def test_gem_updates_never_raise_any_earlier_tasks_memory_loss_to_first_order(tiny):
+    method = make("gem", tiny, lr=0.05, gamma=0.0, buffer_size=30)
+    train_task(method, tiny, 0)
+    train_task(method, tiny, 1)
+    method.begin_task(2)
+    buffer = method.buffer
+    per_task = []
+    for task in (0, 1):
+        rows = (buffer.task_ids[:len(buffer)] == task).nonzero().squeeze(1)
+        per_task.append((buffer.examples[rows], buffer.labels[rows]))
+    assert [len(rows[1]) for rows in per_task] == [14, 14]  # 30 // 4 seen classes = 7 each
+    inputs, labels = task_data(tiny, 2, 10).inputs, task_data(tiny, 2, 10).labels
+    memory_gradients = [gradient_of(method, lambda net, x=x, y=y: F.cross_entropy(
+        net(tiny.prepare(x)), y)) for x, y in per_task]
+    before = weights(method)
+    method.observe(inputs, labels)
+    applied = (before - weights(method)) / 0.05
+    for gradient in memory_gradients:
+        assert applied @ gradient >= -1e-3 * gradient.norm() * applied.norm()
+
+
+# GDumb
+
+def test_the_greedy_class_balanced_memory_evens_out_an_imbalanced_stream():
+    buffer = ClassBalancedBuffer(12, seed=0, task_of_class=torch.tensor([0, 0, 1, 1]))
+    stream = torch.tensor([0] * 30 + [1] * 3 + [2] * 20 + [3] * 10)
+    for batch in stream.split(10):
+        buffer.add(batch.float().unsqueeze(1), batch)
+    counts = torch.bincount(buffer.labels[:len(buffer)], minlength=4).tolist()
+    assert len(buffer) == 12 and counts == [3, 3, 3, 3]
+
+
+def test_gdumb_learns_only_from_its_memory_after_the_task_with_the_papers_schedule(tiny):
+    assert [round(fitting_rate(e, 0.05, 0.0), 6) for e in range(5)] == \
+        [0.005, 0.05, 0.05, 0.025, 0.05]  # warm-up, then restarts after 1 and 2 epochs
+    method = make("gdumb", tiny, buffer_size=40, fitting_epochs=30, cutmix_alpha=0.0)
+    method.begin_task(0)
+    before = weights(method)
+    data = task_data(tiny, 0)
+    for step in range(6):
+        method.observe(data.inputs[10 * step:10 * step + 10], data.labels[10 * step:10 * step + 10])
+    assert torch.equal(weights(method), before)  # the stream only fills the memory
+    method.end_task(0, data)
+    count = len(method.buffer)
+    memory = method.buffer.examples[:count], method.buffer.labels[:count]
+    predicted = method.predict(tiny.prepare(memory[0])).argmax(1)
+    assert (predicted == memory[1]).float().mean() > 0.95
+
+
+def test_methods_gms_does_not_apply_to_refuse_it_in_one_line():
+    for model in ("gdumb", "icarl"):
+        with pytest.raises(ConfigError, match=f"--gms does not apply to {model}: "):
+            resolve(model=model, gms=True)
+        assert not declaration(model).gms.applies
+
+
+# iCaRL
+
+def test_herding_picks_the_rows_whose_running_mean_tracks_the_mean():
+    features = torch.tensor([[0.0, 0.0], [1.0, 1.0], [-1.0, -1.0], [5.0, 5.0]])
+    # the mean is (1.25, 1.25): first the closest row (1, 1); then (0, 0), whose mean with it
+    # is (0.5, 0.5); then (5, 5), making it (2, 2) rather than (0, 0); then the last row
+    assert herding(features, 4).tolist() == [1, 0, 3, 2]
+    assert herding(features, 9).tolist() == [1, 0, 3, 2]  # no more rows than there are
+
+
+def test_icarl_distils_the_old_classes_and_classifies_by_the_nearest_mean(tiny):
+    method = make("icarl", tiny, buffer_size=20, opt_wd=0.0)
+    train_task(method, tiny, 0)
+    assert torch.bincount(method.buffer.labels[:20], minlength=2)[:2].tolist() == [10, 10]
+    extra = method.extra_training_data(1)
+    assert extra is not None and len(extra.labels) == 20
+    method.begin_task(1)
+    inputs, labels = task_data(tiny, 1, 10).inputs, task_data(tiny, 1, 10).labels
+    old = copy.deepcopy(method.old_net)
+    net = copy.deepcopy(method.net)
+    targets = F.one_hot(labels, 10).float()
+    targets[:, :2] = torch.sigmoid(old(tiny.prepare(inputs)))[:, :2].detach()
+    expected = F.binary_cross_entropy_with_logits(net(tiny.prepare(inputs)), targets)
+    assert torch.allclose(method.observe(inputs, labels), expected, atol=1e-6)
+    # nearest class mean: the scores are minus the squared distances to the class means
+    test = tiny.test_inputs[:7]
+    with torch.no_grad():
+        scores = method.predict(tiny.prepare(test))
+        features = F.normalize(method.net.features(tiny.prepare(test)), dim=1)
+        means = []
+        for label in (0, 1):
+            rows = method.buffer.labels[:20] == label
+            memory = tiny.prepare(method.buffer.examples[:20][rows])
+            own = F.normalize(method.net.features(memory), dim=1)
+            means.append(F.normalize(own.mean(0), dim=0))
+        expected = -torch.cdist(features, torch.stack(means)).pow(2)
+    assert torch.allclose(scores[:, :2], expected, atol=1e-5)
+    assert torch.isinf(scores[:, 2:]).all()  # classes without a mean yet
+
+
+# LODE
+
+def test_lode_is_the_within_task_term_plus_the_weighted_old_against_new_term_plus_replay(tiny):
+    method = make("lode", tiny, buffer_size=10, minibatch_size=10, lode_c=0.7, lode_rho=0.3)
+    train_task(method, tiny, 0, steps=1)
+    method.begin_task(1)
+    inputs, labels = task_data(tiny, 1, 10).inputs, task_data(tiny, 1, 10).labels
+    memory = method.buffer.examples[:10], method.buffer.labels[:10]
+    net = copy.deepcopy(method.net)
+    logits = net(tiny.prepare(inputs))
+    within = F.cross_entropy(logits[:, 2:4], labels - 2)
+    pooled = torch.stack([logits[:, :2].logsumexp(1), logits[:, 2:4].logsumexp(1)], 1)
+    old_new = F.cross_entropy(pooled, torch.ones_like(labels))
+    replay = F.cross_entropy(net(tiny.prepare(memory[0]))[:, :4], memory[1])
+    expected = 0.7 * within + 0.3 * (2 / 2) * old_new + replay
+    assert torch.allclose(method.observe(inputs, labels), expected, atol=1e-5)
+
+
+def test_lode_with_gms_at_minus_infinity_is_lode(tiny):
+    losses = []
+    for gms in (False, True):
+        method = make("lode", tiny, buffer_size=10, gms=gms)
+        train_task(method, tiny, 0)
+        method.begin_task(1)
+        losses.append(method.observe(*task_data(tiny, 1, 10).__dict__.values()))
+    assert torch.equal(losses[0], losses[1])
+
+
+# the hooks, as the training loop calls them
+
+class Hooked(SGD):
+    """Fine-tuning that trains each task on task 0's data too, joins four extra samples
+    to the stream, and predicts class 0 for everything."""
+
+    seen_stream = []
+
+    def training_tasks(self, task):
+        return sorted({0, task})
+
+    def extra_training_data(self, task):
+        return TaskData(self.extra_inputs, self.extra_labels)
+
+    def observe(self, raw_inputs, labels):
+        Hooked.seen_stream.append(labels.clone())
+        return super().observe(raw_inputs, labels)
+
+    def predict(self, inputs):
+        scores = torch.zeros(len(inputs), self.layout.num_classes)
+        scores[:, 0] = 1.0
+        return scores
+
+
+def test_the_training_loop_asks_the_methods_hooks(tiny, monkeypatch):
+    monkeypatch.setattr(training, "method_class", lambda name: Hooked)
+    Hooked.extra_inputs = tiny.train_inputs[:4]
+    Hooked.extra_labels = torch.full((4,), 9)  # class 9: only task 4's own 30 samples have it
+    Hooked.seen_stream = []
+    config = resolve(model="sgd", dataset="seq-mnist", n_tasks=5, n_epochs=1)
+    result = training.train(config, tiny, progress=False)
+    seen = torch.cat(Hooked.seen_stream)
+    per_task = 2 * 30 + 4  # task 0's own data and the four extra samples
+    assert len(seen) == per_task + 4 * (2 * per_task - 4)
+    assert (seen == 9).sum() == 4 * 5 + 30
+    # evaluation used predict: class 0 always, so task 0 is half right, the others wrong
+    assert result.accuracy_matrix["class_il"][-1] == [50.0, 0.0, 0.0, 0.0, 0.0]
+
+
+# FDR
+
+def test_fdr_takes_a_cross_entropy_step_then_a_function_distance_step(tiny):
+    method = make("fdr", tiny, buffer_size=10, minibatch_size=10, lr=0.1, alpha=0.5)
+    train_task(method, tiny, 0, steps=1)
+    method.begin_task(1)
+    stored = method.buffer.examples[:10], method.buffer.logits[:10].clone()
+    inputs, labels = task_data(tiny, 1, 10).inputs, task_data(tiny, 1, 10).labels
+    net = copy.deepcopy(method.net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    F.cross_entropy(net(tiny.prepare(inputs)), labels).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    distance = (F.softmax(net(tiny.prepare(stored[0])), 1) - F.softmax(stored[1], 1)).norm(dim=1)
+    (0.5 * distance.mean()).backward()
+    optimizer.step()
+    method.observe(inputs, labels)
+    expected = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    assert torch.allclose(weights(method), expected, atol=1e-6)
+
+
+def test_fdr_keeps_an_equal_share_of_items_per_task_with_their_outputs(tiny):
+    method = make("fdr", tiny, buffer_size=20, alpha=1.0)
+    train_task(method, tiny, 0)
+    first_items = method.buffer.examples[:10].clone()
+    train_task(method, tiny, 1)
+    count = len(method.buffer)
+    assert count == 20 and method.buffer.task_ids[:count].tolist() == [0] * 10 + [1] * 10
+    assert torch.equal(method.buffer.examples[:10], first_items)  # the first items kept
+    with torch.no_grad():  # the new items' outputs are the network's at the task's end
+        outputs = method.net(tiny.prepare(method.buffer.examples[10:20]))
+    assert torch.allclose(method.buffer.logits[10:20], outputs, atol=1e-6)
+
+
+# MER
+
+def test_mer_interpolates_within_and_across_each_samples_steps(tiny):
+    method = make("mer", tiny, lr=0.1, beta=0.5, gamma=0.4, batch_num=1)
+    method.begin_task(0)
+    inputs, labels = task_data(tiny, 0, 1).inputs, task_data(tiny, 0, 1).labels
+    gradient = gradient_of(method, lambda net: F.cross_entropy(net(tiny.prepare(inputs)), labels))
+    before = weights(method)
+    method.observe(inputs, labels)  # one sample, an empty memory: one inner step
+    assert torch.allclose(weights(method) - before, -0.1 * 0.5 * 0.4 * gradient, atol=1e-7)
+    assert len(method.buffer) == 1  # the sample joined the memory after its steps
