@@ -78,6 +78,10 @@ def test_a_run_resumed_from_a_checkpoint_at_an_epochs_last_batch_equals_the_unin
     ("er_ace", [12]),        # exactly at a task boundary
     ("joint", [40]),         # re-initialises the network at each task
     ("sgd", [3, 4, 5]),      # before the first checkpoint, then repeatedly
+    # the rehearsal family: each method's own state (old networks, bias layers, held-out
+    # splits, memory scores, per-task memories) survives a crash mid-task
+    *((model, [17]) for model in ("agem", "gem", "gdumb", "icarl", "fdr", "mer", "gss",
+                                  "bic", "hal", "lode")),
 ])
 def test_a_run_resumed_after_crashes_equals_the_uninterrupted_run(tiny, tmp_path, monkeypatch,
                                                                   model, crash_steps):

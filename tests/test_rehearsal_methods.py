@@ -182,8 +182,8 @@ def test_icarl_distils_the_old_classes_and_classifies_by_the_nearest_mean(tiny):
     method = make("icarl", tiny, buffer_size=20, opt_wd=0.0)
     train_task(method, tiny, 0)
     assert torch.bincount(method.buffer.labels[:20], minlength=2)[:2].tolist() == [10, 10]
-    extra = method.extra_training_data(1)
-    assert extra is not None and len(extra.labels) == 20
+    stream = method.training_data(1, task_data(tiny, 1))
+    assert len(stream.labels) == 60 + 20 and (stream.labels[60:] < 2).all()
     method.begin_task(1)
     inputs, labels = task_data(tiny, 1, 10).inputs, task_data(tiny, 1, 10).labels
     old = copy.deepcopy(method.old_net)
@@ -239,7 +239,7 @@ def test_lode_with_gms_at_minus_infinity_is_lode(tiny):
 # the hooks, as the training loop calls them
 
 class Hooked(SGD):
-    """Fine-tuning that trains each task on task 0's data too, joins four extra samples
+    """Fine-tuning that trains each task on task 0's data too, joins four more samples
     to the stream, and predicts class 0 for everything."""
 
     seen_stream = []
@@ -247,8 +247,9 @@ class Hooked(SGD):
     def training_tasks(self, task):
         return sorted({0, task})
 
-    def extra_training_data(self, task):
-        return TaskData(self.extra_inputs, self.extra_labels)
+    def training_data(self, task, data):
+        return TaskData(torch.cat([data.inputs, self.extra_inputs]),
+                        torch.cat([data.labels, self.extra_labels]))
 
     def observe(self, raw_inputs, labels):
         Hooked.seen_stream.append(labels.clone())
@@ -320,3 +321,150 @@ def test_mer_interpolates_within_and_across_each_samples_steps(tiny):
     method.observe(inputs, labels)  # one sample, an empty memory: one inner step
     assert torch.allclose(weights(method) - before, -0.1 * 0.5 * 0.4 * gradient, atol=1e-7)
     assert len(method.buffer) == 1  # the sample joined the memory after its steps
+
+
+# GSS
+
+def test_gss_scores_items_by_gradient_similarity_with_per_item_gradients(tiny):
+    method = make("gss", tiny, buffer_size=10, gss_minibatch_size=4)
+    inputs, labels = task_data(tiny, 0, 4).inputs, task_data(tiny, 0, 4).labels
+    vectorised = method.per_item_gradients(inputs, labels)
+    for row in range(4):
+        one = gradient_of(method, lambda net, r=row: F.cross_entropy(
+            net(tiny.prepare(inputs[r:r + 1])), labels[r:r + 1]))
+        assert torch.allclose(vectorised[row], one, atol=1e-6)
+    batch = method.batch_gradient(inputs, labels)
+    assert torch.allclose(batch, vectorised.mean(0), atol=1e-6)
+
+
+def test_the_gradient_selection_memory_evicts_redundant_items_and_keeps_novel_batches():
+    from replaymask.core.buffer import GradientSelectionBuffer
+
+    buffer = GradientSelectionBuffer(4, seed=0, task_of_class=torch.zeros(10, dtype=torch.long))
+    items = torch.arange(4.0).unsqueeze(1)
+    buffer.add_scored(items, torch.arange(4), 0.5, lambda row: 0.5)
+    buffer.scores[:] = torch.tensor([1.9, 0.01, 0.01, 0.01])  # item 0 is redundant
+    before = buffer.examples.clone()
+    buffer.add_scored(torch.full((20, 1), 9.0), torch.zeros(20, dtype=torch.long), 1.5,
+                      lambda row: 0.0)
+    assert torch.equal(buffer.examples, before)  # a batch scoring >= 1 is never stored
+    replaced = torch.zeros(4)
+    for _ in range(200):
+        buffer.examples[:] = before
+        buffer.scores[:] = torch.tensor([1.9, 0.01, 0.01, 0.01])
+        buffer.add_scored(torch.tensor([[9.0]]), torch.tensor([0]), 0.5, lambda row: 0.05)
+        replaced += (buffer.examples[:, 0] == 9.0).float()
+    assert replaced[0] > 150 and replaced[1:].sum() < 10  # the redundant item goes
+
+
+def test_gss_runs_with_and_without_gms_and_fills_its_memory(tiny):
+    for gms in (False, True):
+        method = make("gss", tiny, buffer_size=10, gss_minibatch_size=4, gms=gms)
+        for task in range(2):
+            train_task(method, tiny, task, steps=3)
+        assert len(method.buffer) == 10 and (method.buffer.scores > 0).all()
+
+
+# BiC
+
+def test_bic_holds_out_a_balanced_validation_split_and_distils_with_the_papers_lambda(tiny):
+    method = make("bic", tiny, buffer_size=20, valset_split=0.5, temp=2.0, bic_epochs=5)
+    train_task(method, tiny, 0)
+    assert len(method.buffer) == 20 and (method.buffer.labels[:20] < 2).all()
+    method.begin_task(1)
+    data = task_data(tiny, 1)
+    stream = method.training_data(1, data)
+    held = len(method.validation.labels)
+    new = (method.validation.labels >= 2).sum()
+    assert held > 0 and new == (method.validation.labels < 2).sum()  # as many old as new
+    assert len(stream.labels) == 60 + 20 - held
+    inputs, labels = data.inputs[:10], data.labels[:10]
+    net, old = copy.deepcopy(method.net), copy.deepcopy(method.old_net)
+    logits = net(tiny.prepare(inputs))
+    classes = F.cross_entropy(logits[:, :4], labels)
+    with torch.no_grad():
+        teacher = F.softmax(old(tiny.prepare(inputs))[:, :2] / 2.0, 1)
+    distillation = -(F.log_softmax(logits[:, :2] / 2.0, 1) * teacher).sum(1).mean()
+    expected = (1 - 2 / 4) * classes + (2 / 4) * 4.0 * distillation
+    assert torch.allclose(method.observe(inputs, labels), expected, atol=1e-5)
+
+
+def test_bic_fits_a_bias_layer_on_the_new_tasks_logits_and_predicts_with_it(tiny):
+    method = make("bic", tiny, buffer_size=20, valset_split=0.5, bic_epochs=50)
+    train_task(method, tiny, 0)
+    method.begin_task(1)
+    stream = method.training_data(1, task_data(tiny, 1))
+    for step in range(0, 30, 10):
+        method.observe(stream.inputs[step:step + 10], stream.labels[step:step + 10])
+    validation = method.validation
+    with torch.no_grad():
+        raw = method.net(tiny.prepare(validation.inputs))[:, :4]
+    before = F.cross_entropy(raw, validation.labels)
+    method.end_task(1, TaskData(stream.inputs, stream.labels))
+    a, b = method.bias.tolist()
+    assert (a, b) != (1.0, 0.0)
+    corrected = raw.clone()
+    corrected[:, 2:4] = a * raw[:, 2:4] + b
+    assert F.cross_entropy(corrected, validation.labels) < before
+    with torch.no_grad():
+        scores = method.predict(tiny.prepare(validation.inputs))
+    assert torch.allclose(scores[:, :4], corrected, atol=1e-5)
+    assert torch.bincount(method.buffer.task_ids[:len(method.buffer)]).tolist() == [10, 10]
+
+
+# HAL
+
+def test_hal_steps_with_the_anchors_gradient_taken_where_the_step_began(tiny):
+    method = make("hal", tiny, buffer_size=10, minibatch_size=10, lr=0.1, hal_lambda=2.0,
+                  beta=0.5, gamma=0.1)
+    train_task(method, tiny, 0)
+    assert method.anchors.shape == (2, *tiny.prepare(tiny.train_inputs[:1]).shape[1:])
+    method.begin_task(1)
+    inputs, labels = task_data(tiny, 1, 10).inputs, task_data(tiny, 1, 10).labels
+    memory = method.buffer.examples[:10], method.buffer.labels[:10]
+    net = copy.deepcopy(method.net)
+    both = torch.cat([tiny.prepare(inputs), tiny.prepare(memory[0])])
+    ce = F.cross_entropy(net(both), torch.cat([labels, memory[1]]))
+    first = torch.autograd.grad(ce, list(net.parameters()))
+    stepped = copy.deepcopy(net)
+    with torch.no_grad():
+        for p, g in zip(stepped.parameters(), first, strict=True):
+            p -= 0.1 * g
+        moved = stepped(method.anchors)
+    anchored = 2.0 * (moved - net(method.anchors)).pow(2).mean()
+    second = torch.autograd.grad(anchored, list(net.parameters()))
+    expected = torch.cat([(p - 0.1 * (g1 + g2)).reshape(-1) for p, g1, g2
+                          in zip(net.parameters(), first, second, strict=True)]).detach()
+    method.observe(inputs, labels)
+    assert torch.allclose(weights(method), expected, atol=1e-6)
+
+
+def test_hal_anchors_are_recognised_now_and_forgotten_by_the_fine_tuned_network(tiny):
+    method = make("hal", tiny, buffer_size=20, lr=0.1, beta=0.5, gamma=0.0)
+    train_task(method, tiny, 0, steps=6)
+    with torch.no_grad():
+        predicted = method.net(method.anchors)[:, :2].argmax(1)
+    assert predicted.tolist() == [0, 1]  # each anchor is its class's, for the network now
+
+
+# from the command line, as every method runs
+
+REHEARSAL = ["agem", "gem", "gdumb", "icarl", "fdr", "mer", "gss", "bic", "hal", "lode"]
+QUICK = {"gdumb": ["--fitting-epochs", "2"], "bic": ["--bic-epochs", "2"]}
+
+
+@pytest.mark.parametrize("model", REHEARSAL)
+def test_each_rehearsal_method_runs_from_the_command_line_and_writes_its_result(
+        model, mnist_like_root, tmp_path):
+    import json
+
+    from replaymask import cli
+
+    out = tmp_path / model
+    assert cli.main(["run", "--model", model, "--buffer-size", "20", "--data-root",
+                     str(mnist_like_root), "--out", str(out), "--no-progress",
+                     *QUICK.get(model, [])]) == 0
+    stored = json.loads((out / "result.json").read_text())
+    assert stored["config"]["model"] == model
+    final = stored["accuracy_matrix"]["class_il"][-1]
+    assert len(final) == 5 and all(0 <= value <= 100 for value in final)

@@ -284,3 +284,50 @@ def rebalance_by_class(buffer: ReservoirBuffer, inputs: torch.Tensor, labels: to
     new_tasks = torch.full_like(new_labels, task)
     buffer.replace(torch.cat(kept_inputs + [new_inputs]), torch.cat(kept_labels + [new_labels]),
                    torch.cat(kept_tasks + [new_tasks]))
+
+
+class GradientSelectionBuffer(ReservoirBuffer):
+    """GSS-greedy's memory (Aljundi et al., NeurIPS 2019), as in Mammoth: every stored item
+    carries a score, the largest cosine similarity (+1) of its gradient with those of a
+    random draw of the memory at the time it was stored (redundant items score high).
+
+    :meth:`add_scored` stores items while there is room (each with the batch's score);
+    once full, and only for a batch whose score is below 1, each item with score s_new
+    evicts a slot i drawn with probability proportional to the stored scores, with
+    probability score_i / (score_i + s_new). The scores come from the method
+    (:mod:`~replaymask.core.methods.gss`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scores = torch.zeros(self.capacity, device=self.device)
+
+    @torch.no_grad()
+    def add_scored(self, examples: torch.Tensor, labels: torch.Tensor, batch_score: float,
+                   item_score: Callable[[int], float]) -> None:
+        """Offer a batch; ``item_score(row)`` is asked only where an item may evict one."""
+        for row in range(len(labels)):
+            slot, score = None, batch_score
+            if self.seen < self.capacity:
+                slot = self.seen
+            elif batch_score < 1:
+                score = item_score(row)
+                stored = self.scores.cpu().numpy().astype(np.float64)
+                candidate = int(self.rng.choice(self.capacity, p=stored / stored.sum()))
+                if self.rng.random() < stored[candidate] / (stored[candidate] + score):
+                    slot = candidate
+            self.seen += 1
+            if slot is None:
+                continue
+            if self.examples is None:
+                self._allocate(examples, labels, None)
+            self.examples[slot] = examples[row].to(self.examples.dtype)
+            self.labels[slot] = labels[row]
+            self.task_ids[slot] = self.task_of_class[labels[row]]
+            self.scores[slot] = score
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "scores": self.scores}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.scores = state["scores"].to(self.device)

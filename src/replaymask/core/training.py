@@ -160,13 +160,12 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         if probe is not None:
             probe.begin_task(task)
         indices = _training_indices(benchmark, method.training_tasks(task))
-        extra = method.extra_training_data(task)
-        if extra is not None and len(extra.labels):
-            pool_inputs = torch.cat([benchmark.train_inputs[indices], extra.inputs])
-            pool_labels = torch.cat([benchmark.train_labels[indices], extra.labels])
-            bar.total += config.n_epochs * -(-len(extra.labels) // config.batch_size)
-        else:
-            extra = None
+        stream = None  # the task's data as they are: shuffled through their indices
+        if method.changes_training_data():
+            stream = method.training_data(task, TaskData(benchmark.train_inputs[indices],
+                                                         benchmark.train_labels[indices]))
+            bar.total += config.n_epochs * (-(-len(stream.labels) // config.batch_size)
+                                            - -(-len(indices) // config.batch_size))
         first_epoch = position["epoch"] if resuming else 0
         for epoch in range(first_epoch, config.n_epochs):
             method.optimizer.lr = learning_rate(config, epoch)
@@ -175,13 +174,13 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
                 data_order.set_state(saved["data_order"].to(data_order.get_state().device))
                 first_batch = position["batch"]
             epoch_start_order = data_order.get_state()
-            if extra is None:
+            if stream is None:
                 order = indices[torch.randperm(len(indices), generator=data_order,
                                                device=device)]
                 images, labels = benchmark.train_inputs[order], benchmark.train_labels[order]
             else:
-                order = torch.randperm(len(pool_labels), generator=data_order, device=device)
-                images, labels = pool_inputs[order], pool_labels[order]
+                order = torch.randperm(len(stream.labels), generator=data_order, device=device)
+                images, labels = stream.inputs[order], stream.labels[order]
 
             def after_step(batch, task=task, epoch=epoch):
                 run_state["steps_done"] += 1

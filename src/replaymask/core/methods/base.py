@@ -60,8 +60,8 @@ class ContinualMethod:
     * :meth:`predict`: the class scores evaluation takes the argmax of (default: the
       network's logits; iCaRL: its nearest-mean classifier);
     * :meth:`training_tasks`: whose data a task's stream is (default: its own; Joint:
-      every task so far), and :meth:`extra_training_data`, data joined to it (iCaRL's
-      memory);
+      every task so far), and :meth:`training_data`, what the stream is made of those
+      tasks' data (iCaRL: joined with its memory);
     * :meth:`create_buffer`: the memory (default: reservoir sampling over the stream);
     * :meth:`begin_task`, :meth:`end_task` (with the task's data as :class:`TaskData`),
       :meth:`state_dict` and :meth:`load_state_dict` (what a checkpoint keeps).
@@ -112,10 +112,17 @@ class ContinualMethod:
         """The tasks whose training data form the stream of ``task`` (default: its own)."""
         return [task]
 
-    def extra_training_data(self, task: int) -> TaskData | None:
-        """Data joined to the stream of ``task`` and shuffled in with it, each epoch
-        (asked after :meth:`begin_task`); default none. iCaRL: its memory."""
-        return None
+    def training_data(self, task: int, data: TaskData) -> TaskData:
+        """The stream of ``task``, given the data of its :meth:`training_tasks`: shuffled
+        each epoch and fed to :meth:`observe` (asked after :meth:`begin_task`). Default:
+        the data as they are. iCaRL joins its memory; BiC also holds a validation split
+        out of it."""
+        return data
+
+    def changes_training_data(self) -> bool:
+        """Whether this method overrides :meth:`training_data` (where it does not, the loop
+        shuffles the tasks' data through their indices, without a copy)."""
+        return type(self).training_data is not ContinualMethod.training_data
 
     def task_classes(self, task: int) -> range:
         """The labels of ``task``'s classes."""

@@ -1,6 +1,6 @@
 """iCaRL, incremental Classifier and Representation Learning (Rebuffi et al., CVPR 2017).
 
-Training: the task's data and the memory together (its ``extra_training_data``),
+Training: the task's data and the memory together (its ``training_data``),
 shuffled; a binary cross-entropy per class on the sigmoid of each logit, the targets
 being one-hot for the current and future classes and, for the earlier classes, the
 sigmoid outputs of the network as it was at the end of the previous task
@@ -52,11 +52,12 @@ class ICaRL(ContinualMethod):
         self.class_means = None
         self.identity = torch.eye(self.layout.num_classes, device=self.device)
 
-    def extra_training_data(self, task):
+    def training_data(self, task, data):
         count = len(self.buffer)
-        if task == 0 or count == 0:
-            return None
-        return TaskData(self.buffer.examples[:count], self.buffer.labels[:count])
+        if count == 0:
+            return data
+        return TaskData(torch.cat([data.inputs, self.buffer.examples[:count]]),
+                        torch.cat([data.labels, self.buffer.labels[:count]]))
 
     def observe(self, raw_inputs, labels):
         self.class_means = None

@@ -1,0 +1,106 @@
+"""GSS, Gradient-based Sample Selection, greedy (Aljundi et al., NeurIPS 2019), as in Mammoth.
+
+Training is ER's (``--batch-num`` steps per stream batch on one cross-entropy over the
+stream batch and a replay batch). The memory is chosen by gradients
+(:class:`~replaymask.core.buffer.GradientSelectionBuffer`): after the steps, the
+gradient of the stream batch's loss is compared (cosine) with the per-item gradients of
+``--gss-minibatch-size`` items drawn from the memory; the largest similarity + 1 is the
+batch's score, and, once the memory is full, items of a batch scoring below 1 are scored
+one by one and may evict stored items, redundant ones more likely. Gradients are taken
+with the network in evaluation mode; the per-item gradients are one vectorised pass
+(``torch.func``), not a loop.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from ..buffer import GradientSelectionBuffer
+from .base import ContinualMethod
+
+METHOD = {
+    "name": "gss",
+    "label": "GSS",
+    "class": "GSS",
+    "order": 86,
+    "buffer": True,
+    "gms": ("rows",
+            "one cross-entropy over the stream batch and a replay batch: stream rows masked, "
+            "replayed rows only with --gms-on-buffer; the selection's gradients are of the "
+            "plain cross-entropy"),
+    "settings": {
+        "gss_minibatch_size": {"kind": "int", "minimum": 1, "maximum": 100000, "default": 10,
+                               "help": "GSS's memory items whose gradients score a batch"},
+        "batch_num": {"kind": "int", "minimum": 1, "maximum": 1000, "default": 1,
+                      "help": "GSS's steps per stream batch"},
+    },
+    # Mammoth's arguments for Seq-CIFAR-10 (none for S-MNIST)
+    "best_args": {"seq-cifar10": ("Mammoth", {500: {"lr": 0.05, "minibatch_size": 10}})},
+    "best_args_fallback": "seq-cifar10",
+}
+
+
+class GSS(ContinualMethod):
+    def create_buffer(self):
+        return GradientSelectionBuffer(self.config.buffer_size, device=self.device,
+                                       seed=self.config.seed + 1,
+                                       task_of_class=self.class_to_task)
+
+    def observe(self, raw_inputs, labels):
+        stream = len(labels)
+        for _ in range(self.settings.batch_num):
+            inputs, targets = self.prepare(raw_inputs), labels
+            if not self.buffer.is_empty():
+                replay = self.buffer.sample(self.config.minibatch_size)
+                inputs = torch.cat([inputs, self.prepare(replay.examples)])
+                targets = torch.cat([labels, replay.labels])
+            loss = self.stream_and_replay_loss(self.net(inputs), targets, stream=stream)
+            self.update(loss)
+        self._remember(raw_inputs, labels)
+        return loss.detach()
+
+    def _remember(self, raw_inputs, labels):
+        buffer = self.buffer
+        if buffer.is_empty():
+            buffer.add_scored(raw_inputs, labels, 0.1, lambda row: 0.1)  # Mammoth's start
+            return
+        drawn = buffer.sample(self.settings.gss_minibatch_size)
+        memory = self.per_item_gradients(drawn.examples, drawn.labels)
+        batch = self.batch_gradient(raw_inputs, labels)
+        batch_score = similarity_score(batch, memory)
+        scores = []
+
+        def item_score(row):  # asked only once the memory is full: every row's at once
+            if not scores:
+                own = self.per_item_gradients(raw_inputs, labels)
+                scores.extend((F.cosine_similarity(own.unsqueeze(1), memory.unsqueeze(0),
+                                                   dim=2).max(1).values + 1).tolist())
+            return scores[row]
+        buffer.add_scored(raw_inputs, labels, batch_score, item_score)
+
+    def batch_gradient(self, raw_inputs, labels):
+        """The flat gradient of the batch's mean cross-entropy (evaluation mode)."""
+        return self._gradients(raw_inputs.unsqueeze(0), labels.unsqueeze(0))[0]
+
+    def per_item_gradients(self, raw_inputs, labels):
+        """(items, parameters): each item's flat cross-entropy gradient (evaluation mode)."""
+        return self._gradients(raw_inputs.unsqueeze(1), labels.unsqueeze(1))
+
+    def _gradients(self, grouped_inputs, grouped_labels):
+        net = getattr(self.net, "_orig_mod", self.net)
+        params = {name: p.detach() for name, p in net.named_parameters() if p.requires_grad}
+
+        def loss(weights, raw, targets):
+            return F.cross_entropy(functional_call(net, weights, (self.normalize(raw),)), targets)
+        was_training = net.training
+        net.eval()
+        gradients = vmap(grad(loss), in_dims=(None, 0, 0))(params, grouped_inputs,
+                                                           grouped_labels)
+        net.train(was_training)
+        return torch.cat([g.reshape(len(grouped_inputs), -1) for g in gradients.values()], 1)
+
+
+def similarity_score(gradient: torch.Tensor, memory: torch.Tensor) -> float:
+    """GSS's score: the largest cosine similarity of ``gradient`` with a row of ``memory``,
+    plus 1 (in [0, 2])."""
+    return float(F.cosine_similarity(gradient.unsqueeze(0), memory, dim=1).max()) + 1
