@@ -57,8 +57,8 @@ def test_the_registry_reads_declarations_without_importing_the_methods():
 @pytest.mark.parametrize("text, problem", [
     ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1, "buffer": LIMIT}',
      "plain literal"),
-    ('METHOD = {"name": "other", "label": "B", "class": "B", "order": 1, "buffer": True}',
-     "must be the file's"),
+    ('METHOD = {"name": "other", "label": "B", "class": "B", "order": 1, "buffer": True,\n'
+     '          "gms": ("none", "why")}', "must be the file's"),
     ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1}',
      "lacks ['buffer', 'gms']"),
     ('METHOD = {"name": "bad", "label": "B", "class": "B", "order": 1, "buffer": True,\n'

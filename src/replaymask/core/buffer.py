@@ -98,6 +98,18 @@ class ReservoirBuffer:
             self.logits = torch.zeros((capacity, *logits.shape[1:]), dtype=torch.float32,
                                       device=device)
 
+    def _write_one(self, slot: int, examples, labels, row: int, task_ids=None,
+                   logits=None) -> None:
+        """Store item ``row`` of a batch in ``slot`` (the policies that decide per item)."""
+        if self.examples is None:
+            self._allocate(examples, labels, logits)
+        self.examples[slot] = examples[row].to(self.examples.dtype)
+        self.labels[slot] = labels[row]
+        self.task_ids[slot] = (self.task_of_class[labels[row]] if task_ids is None
+                               else task_ids[row])
+        if self.logits is not None and logits is not None:
+            self.logits[slot] = logits[row].to(self.logits.dtype)
+
     def _to_device(self, array: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
         """Host indices to the device without waiting for it: a plain copy from pageable
         memory would synchronise with every kernel queued on a GPU; from pinned memory
@@ -204,16 +216,8 @@ class ClassBalancedBuffer(ReservoirBuffer):
         for row in range(len(labels)):
             slot = self._slot_for(int(labels[row]))
             self.seen += 1
-            if slot is None:
-                continue
-            if self.examples is None:
-                self._allocate(examples, labels, logits)
-            self.examples[slot] = examples[row].to(self.examples.dtype)
-            self.labels[slot] = labels[row]
-            self.task_ids[slot] = (self.task_of_class[labels[row]] if task_ids is None
-                                   else task_ids[row])
-            if self.logits is not None and logits is not None:
-                self.logits[slot] = logits[row].to(self.logits.dtype)
+            if slot is not None:
+                self._write_one(slot, examples, labels, row, task_ids, logits)
         self.seen = min(self.seen, self.capacity)  # the count of stored items
 
     def _slot_for(self, label: int) -> int | None:
@@ -316,14 +320,9 @@ class GradientSelectionBuffer(ReservoirBuffer):
                 if self.rng.random() < stored[candidate] / (stored[candidate] + score):
                     slot = candidate
             self.seen += 1
-            if slot is None:
-                continue
-            if self.examples is None:
-                self._allocate(examples, labels, None)
-            self.examples[slot] = examples[row].to(self.examples.dtype)
-            self.labels[slot] = labels[row]
-            self.task_ids[slot] = self.task_of_class[labels[row]]
-            self.scores[slot] = score
+            if slot is not None:
+                self._write_one(slot, examples, labels, row)
+                self.scores[slot] = score
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "scores": self.scores}

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...data.protocols import TaskSplit
+from ...errors import ConfigError
 from ..buffer import ReservoirBuffer
 from ..gms import GMSRule, gms_masked_logits, same_task_table
 from ..run_config import RunConfig
@@ -101,6 +102,14 @@ class ContinualMethod:
         self.buffer = self.create_buffer()
         self.task = 0
         self.optimizer = PlainSGD(net.parameters(), config.lr)
+
+    def require_features(self) -> None:
+        """Refuse, in one line, a network without ``features(x)`` (the input of its
+        classifier), for methods that work on features (iCaRL, HAL)."""
+        if not callable(getattr(self.net, "features", None)):
+            raise ConfigError(f"{self.config.model} needs a network with a features(x) method "
+                              f"(the input of its classifier); {type(self.net).__name__} has "
+                              "none")
 
     def create_buffer(self):
         """The method's memory; by default reservoir sampling over the stream. Methods

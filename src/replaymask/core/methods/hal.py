@@ -23,7 +23,6 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from ...errors import ConfigError
 from .base import ContinualMethod
 
 METHOD = {
@@ -54,9 +53,7 @@ ANCHOR_STEPS = 100
 class HAL(ContinualMethod):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not callable(getattr(self.net, "features", None)):
-            raise ConfigError("hal needs a network with a features(x) method (the input of "
-                              f"its classifier); {type(self.net).__name__} has none")
+        self.require_features()
         self.anchors, self.phi = None, None
 
     def observe(self, raw_inputs, labels):

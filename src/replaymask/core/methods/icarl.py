@@ -20,7 +20,6 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from ...errors import ConfigError
 from ..buffer import herding, rebalance_by_class
 from .base import ContinualMethod, TaskData
 
@@ -45,9 +44,7 @@ METHOD = {
 class ICaRL(ContinualMethod):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not callable(getattr(self.net, "features", None)):
-            raise ConfigError("icarl needs a network with a features(x) method (the input of "
-                              f"its classifier); {type(self.net).__name__} has none")
+        self.require_features()
         self.old_net = None
         self.class_means = None
         self.identity = torch.eye(self.layout.num_classes, device=self.device)
