@@ -53,7 +53,7 @@ def test_no_arguments_runs_the_derpp_gms_demo(monkeypatch):
 
 
 BAD_INPUTS = [
-    (["--model", "icarl"], "invalid choice: 'icarl'"),
+    (["--model", "lucir"], "invalid choice: 'lucir'"),
     (["--dataset", "seq-imagenet"], "--dataset: unknown benchmark 'seq-imagenet' (known: "),
     (["--buffer-size", "-5"], "--buffer-size must be an integer >= 0"),
     (["--buffer-size", "ten"], "invalid int value"),

@@ -148,6 +148,8 @@ def bad_texts_for(setting):
     have a lower bound of 0 in every declaration so far; the assertion says if one differs)."""
     if setting.kind == "float":
         assert setting.minimum == 0, setting
+        if setting.maximum is not None:
+            return bad_fractions(setting.maximum)
         return bad_floats(positive=setting.above_minimum)
     if setting.kind == "int":
         return bad_ints(int(setting.minimum), int(setting.maximum))
@@ -438,9 +440,11 @@ GOOD_SETTINGS = {
 def _good_values(name: str):
     """Valid values of a method's own setting, from its declaration."""
     kind = OWN_SETTINGS[name].kind
+    high = OWN_SETTINGS[name].maximum  # a float's upper bound, where it has one
     strategy = (st.integers(*INT_RANGES[name]) if kind == "int"
-                else st.floats(0, 1e6, exclude_min=name in POSITIVE)
-                | st.integers(1 if name in POSITIVE else 0, 10) if kind == "float"
+                else st.floats(0, 1e6 if high is None else high, exclude_min=name in POSITIVE)
+                | st.integers(1 if name in POSITIVE else 0, 10 if high is None else int(high))
+                if kind == "float"
                 else st.sampled_from(CHOICES[name]) if kind == "choice" else st.booleans())
     return st.none() | strategy if name in OPTIONAL else strategy
 
@@ -795,6 +799,8 @@ FLOAT_KEYS = (*POSITIVE, *NON_NEGATIVE, *FRACTIONS, "gms_mask_value")
 def valid_settings(draw):
     settings_ = {key: draw(strategy) for key, strategy in GOOD_SETTINGS.items()}
     settings_["lr_milestones"] = draw(st.none() | st.lists(st.integers(1, 100), max_size=3))
+    if settings_["gms"] and not declaration(settings_["model"]).gms.applies:
+        settings_["gms"] = False  # refused, rightly, where GMS does not apply
     mask = settings_["gms_mask_value"]
     if isinstance(mask, str) and mask.strip() != "detach":  # text is the sweep file's form
         settings_["gms_mask_value"] = float(mask)
