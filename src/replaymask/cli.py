@@ -247,8 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(report, "--journal", type=Path, metavar="FILE",
           help="the search's Optuna journal (default: DB.search.journal beside the database)")
 
-    commands.add_parser("methods", help="list the methods, their own settings and best "
-                                        "arguments")
+    methods = commands.add_parser("methods", help="list the methods, their own settings and "
+                                                  "best arguments")
+    methods.add_argument("--verified", action="store_true",
+                         help="instead: what each method was checked against (Mammoth, side "
+                              "by side) and the numbers, from results/vs_mammoth_methods.json "
+                              f"(or the file ${VERIFIED_FILE_VARIABLE} names)")
     benchmarks = commands.add_parser(
         "benchmarks", help="list the benchmarks and networks --dataset and --backbone take")
     _import_flag(benchmarks)
@@ -548,7 +552,70 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+VERIFIED_FILE_VARIABLE = "REPLAYMASK_VERIFIED_FILE"
+NOT_IN_MAMMOTH = {"lode", "ss_replay"}  # no such model in Mammoth (checked at e75a491)
+
+
+def verified_file() -> Path:
+    """The side-by-side records ``methods --verified`` reads: ``$REPLAYMASK_VERIFIED_FILE``,
+    else ``results/vs_mammoth_methods.json`` at the root of the repository this package
+    sits in (written by ``benchmarks/vs_mammoth.py --methods``)."""
+    named = os.environ.get(VERIFIED_FILE_VARIABLE)
+    if named:
+        return Path(named)
+    return Path(__file__).resolve().parents[2] / "results" / "vs_mammoth_methods.json"
+
+
+def _verified(path: Path) -> int:
+    import json
+    import statistics
+
+    if not path.is_file():
+        print(f"no side-by-side records: {path} does not exist "
+              "(benchmarks/vs_mammoth.py --methods writes it)")
+        return 0
+    try:
+        records = json.loads(path.read_text())
+        by_method: dict[str, list] = {}
+        for record in records:
+            by_method.setdefault(record["method"], []).append(record)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ConfigError(f"{path}: not a list of side-by-side records ({error})") from None
+
+    def mean(values):
+        return statistics.mean(values) if values else math.nan
+
+    print(f"Checked side by side with Mammoth ({path}): final average accuracy, mean over "
+          "seeds; diff = replaymask - Mammoth")
+    print(f"{'method':10} {'checked against':27} {'date':10} {'buffer':>6} {'seeds':>5}  "
+          f"{'Class-IL: ours':>14} {'Mammoth':>7} {'diff':>6}  "
+          f"{'Task-IL: ours':>13} {'Mammoth':>7} {'diff':>6}")
+    for name in declarations():
+        if name not in by_method:
+            print(f"{name:10} " + ("not in Mammoth" if name in NOT_IN_MAMMOTH
+                                   else "not checked against Mammoth"))
+            continue
+        for record in sorted(by_method[name], key=lambda r: r.get("buffer_size", 0)):
+            ours, theirs = record.get("replaymask", {}), record.get("mammoth", {})
+            against = f"Mammoth {str(record.get('mammoth_commit', '?'))[:7]}, " \
+                      f"{record.get('dataset', 'seq-mnist')}"
+            seeds = min(len(ours.get("class_il", [])), len(theirs.get("class_il", [])))
+            cells = []
+            for key in ("class_il", "task_il"):
+                a, b = mean(ours.get(key, [])), mean(theirs.get(key, []))
+                cells.append(f"{a:7.2f} {b:7.2f} {a - b:+6.2f}")
+            print(f"{name:10} {against:27} {str(record.get('date', '?'))[:10]:10} "
+                  f"{record.get('buffer_size', '?'):>6} {seeds:>5}  {'':6} {cells[0]}  "
+                  f"{'':5} {cells[1]}")
+            if theirs.get("timed_out_seeds"):
+                print(f"{'':10} Mammoth stopped (time limit) for seeds "
+                      f"{', '.join(map(str, theirs['timed_out_seeds']))}")
+    return 0
+
+
 def _methods(args: argparse.Namespace) -> int:
+    if getattr(args, "verified", False):
+        return _verified(verified_file())
     for method in declarations().values():
         kind = "replay buffer" + (" with logits" if method.stores_logits else "") \
             if method.uses_buffer else "no buffer"

@@ -1,0 +1,70 @@
+"""``replaymask methods --verified``: the side-by-side records, from a file the test writes."""
+
+import json
+
+from replaymask import cli
+
+
+def record(method, ours, theirs, **extra):
+    return {"method": method, "buffer_size": 200, "seeds": [0, 1],
+            "dataset": "seq-mnist", "date": "2026-12-03T12:00:00+00:00",
+            "mammoth_commit": "e75a4910000000000000000000000000000000000",
+            "replaymask_commit": "a594564", "arguments": {"mammoth": "m", "replaymask": "r"},
+            "replaymask": {"class_il": ours[0], "task_il": ours[1], "median_wall_s": 1.0},
+            "mammoth": {"class_il": theirs[0], "task_il": theirs[1], "median_wall_s": 2.0,
+                        **extra},
+            "machine": {"cores": 2}, "notes": []}
+
+
+def verified(monkeypatch, capsys, path):
+    monkeypatch.setenv(cli.VERIFIED_FILE_VARIABLE, str(path))
+    code = cli.main(["methods", "--verified"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""
+    return {line.split()[0]: line for line in captured.out.splitlines()[2:]
+            if line and not line.startswith(" ")}, captured.out
+
+
+def test_the_table_gives_both_tools_means_and_the_difference(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([
+        record("agem", ([60.0, 62.0], [95.0, 97.0]), ([58.0, 59.0], [96.0, 96.0])),
+        record("mer", ([80.0], [97.5]), ([79.5], [97.0]), timed_out_seeds=[1]),
+    ]))
+    lines, out = verified(monkeypatch, capsys, path)
+    assert str(path) in out.splitlines()[0]
+    agem = lines["agem"].split()
+    assert agem[1:3] == ["Mammoth", "e75a491,"] and "2026-12-03" in agem
+    # buffer, seeds, then Class-IL ours, Mammoth, diff, then Task-IL ours, Mammoth, diff
+    assert agem[-8:] == ["200", "2", "61.00", "58.50", "+2.50", "96.00", "96.00", "+0.00"]
+    assert lines["mer"].split()[-8:] == ["200", "1", "80.00", "79.50", "+0.50", "97.50",
+                                         "97.00", "+0.50"]
+    assert "Mammoth stopped (time limit) for seeds 1" in out
+    assert lines["lode"].endswith("not in Mammoth")
+    assert lines["gem"].endswith("not checked against Mammoth")
+    assert lines["er"].endswith("not checked against Mammoth")
+    listed = [name for name in lines]  # every method, in the declared order
+    assert listed == list(cli.declarations())
+
+
+def test_a_missing_file_is_one_line_and_exit_0(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "absent.json"
+    monkeypatch.setenv(cli.VERIFIED_FILE_VARIABLE, str(path))
+    assert cli.main(["methods", "--verified"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and str(path) in out and "does not exist" in out
+
+
+def test_the_default_file_is_at_the_repository_root(monkeypatch):
+    monkeypatch.delenv(cli.VERIFIED_FILE_VARIABLE, raising=False)
+    path = cli.verified_file()
+    assert path.parts[-2:] == ("results", "vs_mammoth_methods.json")
+    assert (path.parents[1] / "src" / "replaymask" / "cli.py").is_file()
+
+
+def test_a_file_that_is_not_records_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text('{"method": "agem"}')
+    monkeypatch.setenv(cli.VERIFIED_FILE_VARIABLE, str(path))
+    assert cli.main(["methods", "--verified"]) == 2
+    assert "not a list of side-by-side records" in capsys.readouterr().err
