@@ -30,8 +30,11 @@ command lines, the final Class-IL and Task-IL average accuracy of each seed, the
 wall time, the commits and the machine. The file is written after every run and read at
 start: runs already in it are skipped (so an interrupted session resumes), and notes
 written into a record by hand are kept. A Mammoth run longer than ``--mammoth-timeout``
-(per method; MER: 40 minutes) is stopped and recorded as such. Accuracy is the point
-here, not speed: the wall times are of whatever else the machine was running.
+(per method; MER: 40 minutes) is stopped and recorded as such, with the accuracies it had
+printed after each task so far (every run records them: ``after_each_task``, the average
+over the tasks seen after each task), and that method's other Mammoth seeds are not run.
+Accuracy is the point here, not speed: the wall times are of whatever else the machine
+was running.
 """
 
 from __future__ import annotations
@@ -257,16 +260,20 @@ def run_method_mammoth(args, method: str, seed: int, scratch: Path) -> dict:
     timeout = args.mammoth_timeout.get(method)
     load = os.getloadavg()[0]
     wall, rss, code = timed(command, args.mammoth, log, timeout=timeout)
-    if code is None:
-        return {"seed": seed, "timed_out": True, "wall_s": wall, "timeout_s": timeout,
-                "load_before": load}
     found = ACCURACY.findall(log.read_text(errors="replace"))
+    after = {int(tasks): (float(class_il), float(task_il)) for tasks, class_il, task_il in found}
+    after_each_task = {"class_il": [after[k][0] for k in sorted(after)],
+                       "task_il": [after[k][1] for k in sorted(after)]}
+    if code is None:  # stopped: what it had printed so far
+        return {"seed": seed, "timed_out": True, "wall_s": wall, "timeout_s": timeout,
+                "load_before": load, "after_each_task": after_each_task}
     if code != 0 or not found:
         sys.exit(f"vs_mammoth: Mammoth failed (exit {code}); its output is in {log}:\n"
                  + log.read_text(errors="replace")[-1500:])
     tasks, class_il, task_il = found[-1]
     return {"seed": seed, "class_il": float(class_il), "task_il": float(task_il),
-            "tasks": int(tasks), "wall_s": wall, "peak_rss_mib": rss, "load_before": load}
+            "tasks": int(tasks), "wall_s": wall, "peak_rss_mib": rss, "load_before": load,
+            "after_each_task": after_each_task}
 
 
 def run_method_ours(specific: list[str], seed: int, scratch: Path) -> dict:
@@ -279,10 +286,13 @@ def run_method_ours(specific: list[str], seed: int, scratch: Path) -> dict:
     if code != 0:
         sys.exit(f"vs_mammoth: replaymask failed: {log.read_text()[-1500:]}")
     result = json.loads((out / "result.json").read_text())
+    matrix = result["accuracy_matrix"]
     return {"seed": seed, "class_il": result["metrics"]["class_il"]["average_accuracy"],
             "task_il": result["metrics"]["task_il"]["average_accuracy"],
-            "tasks": len(result["accuracy_matrix"]["class_il"]), "wall_s": wall,
-            "peak_rss_mib": rss, "load_before": load}
+            "tasks": len(matrix["class_il"]), "wall_s": wall, "peak_rss_mib": rss,
+            "load_before": load,
+            "after_each_task": {key: [round(statistics.mean(row), 2) for row in matrix[key]]
+                                for key in ("class_il", "task_il")}}
 
 
 def tool_summary(runs: list[dict], seeds: list[int]) -> dict:
@@ -381,6 +391,14 @@ def run_methods(args) -> int:
                     runs = holder.get("runs", [])
                     if any(done["seed"] == seed for done in runs):
                         continue
+                    if tool == "mammoth" and holder.get("timed_out_seeds"):
+                        note = (f"Mammoth's {method} was not run for seed {seed}: the run of "
+                                f"seed {holder['timed_out_seeds'][0]} was stopped at the "
+                                "time limit.")
+                        if note not in record["notes"]:
+                            record["notes"].append(note)
+                            save()
+                        continue
                     print(f"{method:6s} seed {seed}  {tool:32s} ...", end=" ", flush=True)
                     result = run(seed)
                     result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -389,9 +407,12 @@ def run_methods(args) -> int:
                     holder.update(tool_summary(runs + [result], record["seeds"]))
                     if result.get("timed_out"):
                         print(f"stopped after {result['wall_s']:.0f} s", flush=True)
+                        reached = len(result["after_each_task"]["class_il"])
                         note = (f"Mammoth's {method} run of seed {seed} was stopped after "
                                 f"{result['wall_s'] / 60:.0f} minutes (the limit is "
-                                f"{result['timeout_s'] / 60:.0f}); it has no accuracy.")
+                                f"{result['timeout_s'] / 60:.0f}), having evaluated "
+                                f"{reached} of 5 tasks (its after_each_task); it has no "
+                                "final accuracy.")
                         record["notes"].append(note)
                     else:
                         print(f"{result['wall_s']:7.1f} s  Class-IL {result['class_il']:6.2f}"
