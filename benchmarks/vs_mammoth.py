@@ -20,21 +20,29 @@ Mammoth at e75a491 sets the replay batch to the stream batch whatever
 replay 10 (the same arithmetic; the ratio is taken against this) and with the DER paper's
 128 (our default). Prints medians and ratios, and writes every run to ``--out``.
 
-**The methods mode** (``--methods [agem fdr icarl gem gdumb mer]``; issue 19): each
-rehearsal method that both tools have, S-MNIST, buffer 200, the given seeds, one process
-at a time: Mammoth with ``--num_workers 0``, then ``replaymask run``, with the same
-hyper-parameters (``METHODS`` below; Mammoth has no S-MNIST best arguments for them), and
-the few extra replaymask settings listed there (``variants``). It writes one record per
-method and buffer to ``--out`` (default ``results/vs_mammoth_methods.json``): both tools'
-command lines, the final Class-IL and Task-IL average accuracy of each seed, the median
-wall time, the commits and the machine. The file is written after every run and read at
-start: runs already in it are skipped (so an interrupted session resumes), and notes
-written into a record by hand are kept. A Mammoth run longer than ``--mammoth-timeout``
-(per method; MER: 40 minutes) is stopped and recorded as such, with the accuracies it had
-printed after each task so far (every run records them: ``after_each_task``, the average
-over the tasks seen after each task), and that method's other Mammoth seeds are not run.
-Accuracy is the point here, not speed: the wall times are of whatever else the machine
-was running.
+**The methods mode** (``--methods [agem fdr icarl gem gdumb gss bic hal mer]``; issue
+19): each rehearsal method that both tools have, S-MNIST, at ``--buffers`` (200, and 500
+where the DER paper has arguments for it), the given seeds, one process at a time: Mammoth
+with ``--num_workers 0``, then ``replaymask run``, with the same hyper-parameters: the DER
+paper's S-MNIST arguments (Mammoth's ``utils/best_args.py``) as far as Mammoth e75a491 can
+run them, else its defaults (``METHODS`` below says which, and where the replay batch had
+to follow Mammoth's), and the DER paper's own replay batch on our side as a variant. It
+writes one record per method and buffer to ``--out`` (default
+``results/vs_mammoth_methods.json``): both tools' command lines, the final Class-IL and
+Task-IL average accuracy of each seed, the median wall time, the commits and the machine.
+The file is written after every run and read at start: runs already in it are skipped (so
+an interrupted session resumes); a record whose command lines set other values is kept
+whole under ``earlier_arguments`` and started afresh. A Mammoth run longer than
+``--mammoth-timeout`` (per method; MER: 40 minutes) is stopped and recorded as such, with
+the accuracies it had printed after each task so far (every run records them:
+``after_each_task``, the average over the tasks seen after each task), and that method's
+other Mammoth seeds are not run. These runs are about accuracy: their wall times are of
+whatever else the machine was running.
+
+**The speed table** (``--methods ... --speed``): the first of ``--seeds`` for each method
+in both tools, Mammoth then replaymask, each run started only when the 1-minute load
+average is under 1 (nothing else running), wall time and peak memory into the record's
+``speed``; printed as the Markdown table of BENCHMARKS.md section 3.
 """
 
 from __future__ import annotations
@@ -168,79 +176,115 @@ def versions(args) -> dict:
 
 # --- the methods mode (issue 19) -------------------------------------------------------
 
-METHOD_ORDER = ("agem", "fdr", "icarl", "gem", "gdumb", "mer")
-METHOD_BUFFER = 200
-# name: Mammoth's arguments, replaymask's, and extra replaymask settings run beside them.
-# The stream batch is 10 in both tools, except Mammoth's MER (batch 1: it forces it).
+METHOD_ORDER = ("agem", "fdr", "icarl", "gem", "gdumb", "gss", "bic", "hal", "mer")
+METHOD_BUFFERS = (200, 500)
+# The arguments each method runs with in both tools: the DER paper's for S-MNIST (Mammoth's
+# utils/best_args.py, the same from its first commit to e75a491) where it has them, else
+# Mammoth's defaults (BiC; GDumb: its paper's). Mammoth e75a491 runs them with one change
+# it cannot avoid: given --batch_size, its main.py (extend_args) sets the replay batch to
+# the stream batch, and MER forces the stream batch to 1; so A-GEM replays 10 (not 128),
+# GSS 128 (not 10) and MER 1 (not 128) there. replaymask is given Mammoth's effective
+# replay batch (the same arithmetic); the DER paper's own replay batch runs as a variant.
+# Keys are the settings' names (Mammoth's flag: --name; replaymask's: --name-with-dashes).
 METHODS = {
-    "agem": {  # Mammoth's memory: one stream batch per task (ours: --agem-memory batch)
-        "mammoth": ["--model", "agem", "--lr", "0.1", "--minibatch_size", "10"],
-        "ours": ["--model", "agem", "--lr", "0.1", "--minibatch-size", "10",
-                 "--agem-memory", "batch"],
-        "variants": {},
-    },
-    "fdr": {
-        "mammoth": ["--model", "fdr", "--lr", "0.03", "--alpha", "1.0", "--minibatch_size", "10"],
-        "ours": ["--model", "fdr", "--lr", "0.03", "--alpha", "1.0", "--minibatch-size", "10"],
-        "variants": {},
-    },
-    "icarl": {  # Mammoth's --opt_wd default is 1e-5, ours too: given explicitly in both
-        "mammoth": ["--model", "icarl", "--lr", "0.1", "--opt_wd", "1e-5"],
-        "ours": ["--model", "icarl", "--lr", "0.1", "--opt-wd", "1e-5"],
-        "variants": {},
-    },
-    "gem": {
-        "mammoth": ["--model", "gem", "--lr", "0.1", "--gamma", "0.5"],
-        "ours": ["--model", "gem", "--lr", "0.1", "--gamma", "0.5"],
-        "variants": {},
-    },
-    "gdumb": {  # Mammoth's optimiser given our (the paper's) momentum and weight decay
-        "mammoth": ["--model", "gdumb", "--lr", "0", "--maxlr", "0.05", "--minlr", "0.0005",
-                    "--fitting_epochs", "256", "--cutmix_alpha", "1.0", "--optim_mom", "0.9",
-                    "--optim_wd", "1e-6"],
-        "ours": ["--model", "gdumb", "--maxlr", "0.05", "--minlr", "0.0005",
-                 "--fitting-epochs", "256", "--cutmix-alpha", "1.0"],
-        "variants": {},
-    },
-    "mer": {  # Mammoth forces batch 1, and at e75a491 sets the replay batch to the batch
-        # size whatever --minibatch_size says: its MER replays 1 item per inner step. Ours
-        # replays 1 too (the same arithmetic); the 25 of Mammoth's Rot-MNIST arguments as a
-        # variant. Ours loops over the samples of a batch of 10 (the per-sample algorithm).
-        "mammoth": ["--model", "mer", "--lr", "0.1", "--beta", "0.01", "--gamma", "0.03",
-                    "--batch_size", "1"],
-        "ours": ["--model", "mer", "--lr", "0.1", "--beta", "0.01", "--gamma", "0.03",
-                 "--minibatch-size", "1"],
-        "variants": {"replaymask --minibatch-size 25": [
-            "--model", "mer", "--lr", "0.1", "--beta", "0.01", "--gamma", "0.03",
-            "--minibatch-size", "25"]},
-    },
+    "agem": {"buffers": {b: {"lr": 0.1, "batch_size": 10, "minibatch_size": 10}
+                         for b in (200, 500)},
+             # Mammoth's memory: one stream batch (10 items) per task
+             "ours_only": {"agem_memory": "batch"},
+             # the DER paper's: 128 replayed, buffer_size // tasks random items per task
+             "paper": {"minibatch_size": 128, "agem_memory": "per_task"}},
+    "fdr": {"buffers": {200: {"lr": 0.03, "alpha": 1.0, "batch_size": 128,
+                              "minibatch_size": 128},
+                        500: {"lr": 0.1, "alpha": 1.0, "batch_size": 128,
+                              "minibatch_size": 128}}},
+    "icarl": {"buffers": {b: {"lr": 0.1, "batch_size": 10, "minibatch_size": 10, "opt_wd": 0.0}
+                          for b in (200, 500)}},
+    "gem": {"buffers": {200: {"lr": 0.01, "gamma": 1.0, "batch_size": 10},
+                        500: {"lr": 0.03, "gamma": 0.5, "batch_size": 10}}},
+    "gdumb": {"buffers": {200: {"maxlr": 0.05, "minlr": 0.0005, "fitting_epochs": 256,
+                                "cutmix_alpha": 1.0, "batch_size": 10}},
+              # Mammoth's optimiser given our (the paper's) momentum and weight decay
+              "mammoth_only": {"lr": 0, "optim_mom": 0.9, "optim_wd": 1e-6}},
+    "gss": {"buffers": {b: {"lr": 0.1, "batch_size": 128, "minibatch_size": 128,
+                            "gss_minibatch_size": 10, "batch_num": 1} for b in (200, 500)},
+            "paper": {"minibatch_size": 10}},
+    "bic": {"buffers": {200: {"lr": 0.1, "batch_size": 10, "bic_epochs": 250, "temp": 2.0,
+                              "valset_split": 0.1}}},
+    "hal": {"buffers": {200: {"lr": 0.1, "batch_size": 128, "minibatch_size": 128,
+                              "hal_lambda": 0.1, "beta": 0.7, "gamma": 0.5},
+                        500: {"lr": 0.1, "batch_size": 128, "minibatch_size": 128,
+                              "hal_lambda": 0.1, "beta": 0.2, "gamma": 0.5}}},
+    "mer": {"buffers": {b: {"lr": 0.1, "batch_size": 1, "minibatch_size": 1, "beta": 1.0,
+                            "gamma": 1.0, "batch_num": 1} for b in (200, 500)},
+            "paper": {"minibatch_size": 128}},
 }
+
+
+def method_arguments(method: str, buffer: int) -> tuple[list[str], list[str], dict]:
+    """(Mammoth's method arguments, replaymask's, {variant name: replaymask's}) at
+    ``buffer``: the same settings rendered as each tool's flags."""
+    spec = METHODS[method]
+    settings = spec["buffers"][buffer]
+
+    def flags(values: dict, dashes: bool) -> list[str]:
+        words = ["--model", method]
+        for name, value in values.items():
+            words += ["--" + (name.replace("_", "-") if dashes else name), str(value)]
+        return words
+    mammoth = flags({**settings, **spec.get("mammoth_only", {})}, dashes=False)
+    ours = flags({**settings, **spec.get("ours_only", {})}, dashes=True)
+    variants = {}
+    if "paper" in spec:
+        paper = {**settings, **spec.get("ours_only", {}), **spec["paper"]}
+        name = "replaymask, the DER paper's " + ", ".join(
+            f"{key} {value}" for key, value in spec["paper"].items())
+        variants[name] = flags(paper, dashes=True)
+    return mammoth, ours, variants
+
+
 MAMMOTH_TIMEOUT_S = {"mer": 40 * 60}
 METHOD_NOTES = {
-    "mer": "Mammoth at e75a491 runs MER with batch size 1 and sets --minibatch_size to the "
-           "batch size (main.py extend_args), so it replays 1 item per inner step whatever "
-           "--minibatch_size says (checked: its parsed arguments give minibatch_size 1 for "
-           "--minibatch_size 25 --batch_size 1). replaymask runs the same arithmetic "
-           "(--minibatch-size 1); the 25 of Mammoth's Rot-MNIST arguments is the variant.",
+    "mer": "Mammoth at e75a491 forces MER's stream batch to 1, and, the batch size being set, "
+           "its main.py (extend_args) sets the replay batch to it: its MER replays 1 item per "
+           "step, not the DER paper's 128 (checked: its parsed arguments say minibatch_size 1 "
+           "for --minibatch_size 128). replaymask runs the same arithmetic (replay 1), and "
+           "the DER paper's 128 as a variant.",
     "gdumb": "Mammoth trains GDumb's network only after the last task, replaymask after every "
-             "task: only the final accuracies (these) compare.",
+             "task: only the final accuracies (these) compare. Mammoth's memory is a "
+             "reservoir, replaymask's the authors' greedy class-balanced sampler; traced: "
+             "replaymask with a reservoir and CutMix gave 75.99 (seeds 0-2) beside Mammoth's "
+             "76.29; see docs/vs-mammoth-methods.md.",
     "agem": "Mammoth's A-GEM memory is one stream batch (10 items) per task whatever "
-            "--buffer_size says; replaymask runs the same with --agem-memory batch.",
+            "--buffer_size says, and its reference gradient is of 10 of them (its main.py "
+            "sets the replay batch to the stream batch); replaymask runs the same with "
+            "--agem-memory batch --minibatch-size 10, and the DER paper's replay of 128 as a "
+            "variant.",
+    "gss": "Mammoth at e75a491 sets the replay batch to the stream batch (128) whatever "
+           "--minibatch_size says; replaymask runs the same (128), and the DER paper's 10 as "
+           "a variant.",
+    "bic": "No published S-MNIST arguments: Mammoth's defaults in both tools.",
+    "fdr": "Mammoth's FDR parses --alpha and never uses it (its first commit, which made the "
+           "DER paper's numbers, and e75a491): its distance step has weight 1 whatever the "
+           "DER paper's row says (0.5 at buffer 200, 0.2 at 500); both tools run alpha 1.",
+    "icarl": "Mammoth averages each class mean with the features of the horizontally "
+             "mirrored memory images, on MNIST too; replaymask mirrors only where the "
+             "benchmark's training augmentation does (CIFAR, TinyImageNet), so not on "
+             "S-MNIST. Traced: Mammoth with the mirroring removed gave 74.54 (seed 0), "
+             "replaymask with it added 64.97 (seeds 0-2); see docs/vs-mammoth-methods.md.",
 }
 
 
-def method_command_mammoth(args, method: str, seed: int) -> list[str]:
-    specific = METHODS[method]["mammoth"]
-    batch = [] if "--batch_size" in specific else ["--batch_size", "10"]
+def method_command_mammoth(args, method: str, buffer: int, seed: int) -> list[str]:
+    specific = method_arguments(method, buffer)[0]
     return [args.mammoth_python, "main.py", *specific, "--dataset", "seq-mnist",
-            "--buffer_size", str(METHOD_BUFFER), *batch, "--n_epochs", "1",
-            "--num_workers", "0", "--seed", str(seed), "--base_path", f"{args.data}/"]
+            "--buffer_size", str(buffer), "--n_epochs", "1", "--num_workers", "0",
+            "--seed", str(seed), "--base_path", f"{args.data}/"]
 
 
-def method_command_ours(specific: list[str], seed: int, out: Path) -> list[str]:
+def method_command_ours(specific: list[str], buffer: int, seed: int, out: Path) -> list[str]:
     return [sys.executable, "-m", "replaymask", "run", *specific, "--dataset", "seq-mnist",
-            "--buffer-size", str(METHOD_BUFFER), "--batch-size", "10", "--n-epochs", "1",
-            "--no-progress", "--no-download", "--seed", str(seed), "--out", str(out)]
+            "--buffer-size", str(buffer), "--n-epochs", "1", "--no-progress",
+            "--no-download", "--seed", str(seed), "--out", str(out)]
 
 
 def shown(command: list[str]) -> str:
@@ -254,8 +298,8 @@ def shown(command: list[str]) -> str:
     return " ".join(words)
 
 
-def run_method_mammoth(args, method: str, seed: int, scratch: Path) -> dict:
-    command = method_command_mammoth(args, method, seed)
+def run_method_mammoth(args, method: str, buffer: int, seed: int, scratch: Path) -> dict:
+    command = method_command_mammoth(args, method, buffer, seed)
     log = scratch / f"mammoth-{method}-{seed}.log"
     timeout = args.mammoth_timeout.get(method)
     load = os.getloadavg()[0]
@@ -276,13 +320,14 @@ def run_method_mammoth(args, method: str, seed: int, scratch: Path) -> dict:
             "after_each_task": after_each_task}
 
 
-def run_method_ours(specific: list[str], seed: int, scratch: Path) -> dict:
+def run_method_ours(specific: list[str], buffer: int, seed: int, scratch: Path) -> dict:
     out = scratch / "ours"
     log = scratch / "ours.log"
     load = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's code, always
         filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
-    wall, rss, code = timed(method_command_ours(specific, seed, out), REPO, log, env=env)
+    wall, rss, code = timed(method_command_ours(specific, buffer, seed, out), REPO, log,
+                            env=env)
     if code != 0:
         sys.exit(f"vs_mammoth: replaymask failed: {log.read_text()[-1500:]}")
     result = json.loads((out / "result.json").read_text())
@@ -326,6 +371,28 @@ def source_commit() -> str:
     return commit + ("+dirty" if git("status", "--porcelain", "--", "src") else "")
 
 
+def same_arguments(first: dict, second: dict) -> bool:
+    """Whether two records' command lines (per tool) set the same flags to the same values,
+    in any order (numbers compared as numbers)."""
+    def parsed(line: str) -> dict:
+        words, flags, i = line.split(), {}, 0
+        while i < len(words):
+            if words[i].startswith("--"):
+                value = words[i + 1] if i + 1 < len(words) and not \
+                    words[i + 1].startswith("--") else True
+                if value is not True and value.replace(".", "", 1).replace("e-", "", 1
+                                                                           ).isdigit():
+                    value = float(value)
+                flags[words[i]] = value
+                i += 1 if value is True else 2
+            else:
+                flags.setdefault("words", []).append(words[i])
+                i += 1
+        return flags
+    return first.keys() == second.keys() and all(parsed(first[k]) == parsed(second[k])
+                                                  for k in first)
+
+
 def run_methods(args) -> int:
     info = versions(args)
     replaymask_commit = source_commit()
@@ -333,16 +400,30 @@ def run_methods(args) -> int:
     machine = {"cores": info["cores"], "cpu": info["cpu"], "python": info["python"],
                "torch_mammoth": info["torch_mammoth"],
                "torch_replaymask": info["torch_replaymask"],
-               "load": "shared: a long background hyper-parameter search (replaymask search, "
-                       "2 workers) and other jobs ran on the same cores throughout, so the "
-                       "wall times are not a speed comparison (load_before: the 1-minute "
-                       "load average as each run started)"}
+               "load": "shared: other jobs (a hyper-parameter search, a study sweep) may run "
+                       "on the same cores, so these wall times are not a speed comparison "
+                       "(load_before: the 1-minute load average as each run started); the "
+                       "speed table is measured apart (--speed)"}
 
-    def record_of(method: str) -> dict:
+    def record_of(method: str, buffer: int, arguments: dict) -> dict:
+        """The record of ``method`` at ``buffer``; one run with other arguments is kept
+        whole under ``earlier_arguments`` and a fresh record started."""
         for record in records:
-            if record["method"] == method and record["buffer_size"] == METHOD_BUFFER:
+            if record["method"] == method and record["buffer_size"] == buffer:
+                if record["arguments"] and not same_arguments(record["arguments"], arguments):
+                    earlier = {key: record.pop(key) for key in
+                               ("arguments", "replaymask", "mammoth", "replaymask_variants",
+                                "date", "replaymask_commit", "seeds", "notes")
+                               if key in record}
+                    earlier["superseded"] = (
+                        f"{info['date'][:10]}: other arguments; the record now runs the "
+                        "DER paper's S-MNIST arguments as far as Mammoth can run them")
+                    record.setdefault("earlier_arguments", []).append(earlier)
+                    record.update({"arguments": {}, "replaymask": {}, "mammoth": {},
+                                   "date": info["date"], "seeds": list(args.seeds),
+                                   "replaymask_commit": replaymask_commit, "notes": []})
                 return record
-        record = {"method": method, "buffer_size": METHOD_BUFFER, "seeds": list(args.seeds),
+        record = {"method": method, "buffer_size": buffer, "seeds": list(args.seeds),
                   "dataset": "seq-mnist", "arguments": {}, "replaymask": {}, "mammoth": {},
                   "date": info["date"], "mammoth_commit": info["mammoth_commit"],
                   "replaymask_commit": replaymask_commit, "machine": machine, "notes": []}
@@ -359,33 +440,38 @@ def run_methods(args) -> int:
 
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        for method in args.methods:
-            spec = METHODS[method]
-            record = record_of(method)
+        for method, buffer in ((m, b) for b in args.buffers for m in args.methods
+                               if b in METHODS[m]["buffers"]):
+            theirs, ours, variant_arguments = method_arguments(method, buffer)
+            example = {"mammoth": shown(method_command_mammoth(args, method, buffer, 0)),
+                       "replaymask": shown(method_command_ours(ours, buffer, 0, Path("OUT")))}
+            arguments = {key: value.replace("--seed 0", "--seed SEED")
+                         for key, value in example.items()}
+            record = record_of(method, buffer, arguments)
+            record["arguments"] = arguments
             record["seeds"] = sorted(set(record["seeds"]) | set(args.seeds))
-            example = {"mammoth": shown(method_command_mammoth(args, method, 0)),
-                       "replaymask": shown(method_command_ours(spec["ours"], 0, Path("OUT")))}
-            record["arguments"].update({key: value.replace("--seed 0", "--seed SEED")
-                                        for key, value in example.items()})
             note = METHOD_NOTES.get(method)
             if note and note not in record["notes"]:
                 record["notes"].append(note)
-            tools = {"mammoth": lambda seed, m=method: run_method_mammoth(args, m, seed,
-                                                                          scratch),
-                     "replaymask": lambda seed, o=spec["ours"]: run_method_ours(o, seed,
-                                                                                scratch)}
-            variants = record.setdefault("replaymask_variants", []) if spec["variants"] \
+            tools = {"mammoth": lambda seed, m=method, b=buffer: run_method_mammoth(
+                         args, m, b, seed, scratch),
+                     "replaymask": lambda seed, o=ours, b=buffer: run_method_ours(
+                         o, b, seed, scratch)}
+            variants = record.setdefault("replaymask_variants", []) if variant_arguments \
                 else None
-            for name, specific in spec["variants"].items():
+            for name, specific in variant_arguments.items():
                 entry = next((v for v in variants if v["name"] == name), None)
                 if entry is None:
                     entry = {"name": name}
                     variants.append(entry)
-                entry["arguments"] = shown(method_command_ours(specific, 0, Path("OUT"))
+                entry["arguments"] = shown(method_command_ours(specific, buffer, 0, Path("OUT"))
                                            ).replace("--seed 0", "--seed SEED")
-                tools[name] = lambda seed, o=specific: run_method_ours(o, seed, scratch)
+                tools[name] = lambda seed, o=specific, b=buffer: run_method_ours(
+                    o, b, seed, scratch)
             for seed in args.seeds:
                 for tool, run in tools.items():
+                    if tool == "mammoth" and args.skip_mammoth:
+                        continue
                     holder = record[tool] if tool in ("mammoth", "replaymask") else \
                         next(v for v in variants if v["name"] == tool)
                     runs = holder.get("runs", [])
@@ -399,7 +485,8 @@ def run_methods(args) -> int:
                             record["notes"].append(note)
                             save()
                         continue
-                    print(f"{method:6s} seed {seed}  {tool:32s} ...", end=" ", flush=True)
+                    print(f"{method:6s} {buffer:4d} seed {seed}  {tool:44s} ...", end=" ",
+                          flush=True)
                     result = run(seed)
                     result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
                     if tool != "mammoth":
@@ -422,6 +509,80 @@ def run_methods(args) -> int:
     print_method_table(records)
     print(f"wrote {args.out}")
     return 0
+
+
+def wait_for_quiet(limit_s: float = 900.0, quiet: float = 1.0) -> float:
+    """Wait (up to ``limit_s``) until the 1-minute load average is under ``quiet``; the
+    load average as the run starts."""
+    start = time.perf_counter()
+    while os.getloadavg()[0] >= quiet and time.perf_counter() - start < limit_s:
+        time.sleep(10)
+    return os.getloadavg()[0]
+
+
+def run_speed(args) -> int:
+    """The speed table: for each method at each buffer, one seed in both tools, Mammoth then
+    replaymask, each started when the machine is quiet, nothing else of ours running. The
+    runs join the accuracy runs of that seed where those lack it."""
+    records = json.loads(args.out.read_text()) if args.out.exists() else []
+    replaymask_commit = source_commit()
+    seed = args.seeds[0]
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        for method, buffer in ((m, b) for b in args.buffers for m in args.methods
+                               if b in METHODS[m]["buffers"]):
+            record = next((r for r in records if r["method"] == method
+                           and r["buffer_size"] == buffer), None)
+            if record is None or not record["arguments"]:
+                sys.exit(f"vs_mammoth: no accuracy record of {method} at buffer {buffer} in "
+                         f"{args.out}: run --methods first")
+            speed = record.get("speed", {})
+            if speed.get("seed") == seed and "mammoth" in speed and "replaymask" in speed:
+                continue
+            ours = method_arguments(method, buffer)[1]
+            speed = {"seed": seed, "date": datetime.now(timezone.utc).isoformat(
+                timespec="seconds"), "replaymask_commit": replaymask_commit}
+            for tool in ("mammoth", "replaymask"):
+                load = wait_for_quiet()
+                print(f"{method:6s} {buffer:4d} seed {seed}  {tool:11s} (load {load:.2f}) ...",
+                      end=" ", flush=True)
+                result = (run_method_mammoth(args, method, buffer, seed, scratch)
+                          if tool == "mammoth" else
+                          run_method_ours(ours, buffer, seed, scratch))
+                result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                speed[tool] = result
+                print(f"{result['wall_s']:7.1f} s", flush=True)
+                holder = record[tool]
+                if not result.get("timed_out") and not any(
+                        done["seed"] == seed for done in holder.get("runs", [])):
+                    if tool == "replaymask":
+                        result["replaymask_commit"] = replaymask_commit
+                    holder.update(tool_summary(holder.get("runs", []) + [result],
+                                               record["seeds"]))
+            speed["ratio"] = round(speed["mammoth"]["wall_s"] / speed["replaymask"]["wall_s"], 2)
+            record["speed"] = speed
+            temporary = args.out.with_suffix(".json.tmp")
+            temporary.write_text(json.dumps(records, indent=1) + "\n")
+            temporary.replace(args.out)
+    print_speed_table(records)
+    return 0
+
+
+def print_speed_table(records: list[dict]) -> None:
+    """The speed table as Markdown (BENCHMARKS.md section 3 carries it)."""
+    print("\n| method | buffer | seed | Mammoth wall | replaymask wall | Mammoth / replaymask |"
+          " Mammoth peak RSS | replaymask peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
+    for record in records:
+        speed = record.get("speed")
+        if not speed:
+            continue
+        theirs, ours = speed["mammoth"], speed["replaymask"]
+        stopped = " (stopped)" if theirs.get("timed_out") else ""
+        print(f"| {record['method']} | {record['buffer_size']} | {speed['seed']} | "
+              f"{theirs['wall_s']:.1f} s{stopped} | {ours['wall_s']:.1f} s | "
+              f"{'>' if stopped else ''}{speed['ratio']:.1f}x | "
+              f"{theirs.get('peak_rss_mib', 0):.0f} MiB | {ours['peak_rss_mib']:.0f} MiB |")
 
 
 def print_method_table(records: list[dict]) -> None:
@@ -456,6 +617,13 @@ def main() -> int:
     parser.add_argument("--methods", nargs="*", choices=METHOD_ORDER, default=None,
                         help="the methods mode: these methods (none named: all, in the "
                              "order " + ", ".join(METHOD_ORDER) + ")")
+    parser.add_argument("--buffers", nargs="+", type=int, choices=METHOD_BUFFERS,
+                        default=[200], help="methods mode: the buffer sizes (default 200)")
+    parser.add_argument("--speed", action="store_true",
+                        help="methods mode: the speed table (the first seed of --seeds, both "
+                             "tools, each run started on a quiet machine)")
+    parser.add_argument("--skip-mammoth", action="store_true",
+                        help="methods mode: run only replaymask's side (Mammoth's later)")
     parser.add_argument("--mammoth-timeout", nargs="*", default=[], metavar="METHOD=MINUTES",
                         help="stop a Mammoth run of METHOD after MINUTES (methods mode; "
                              "default mer=40)")
@@ -470,7 +638,7 @@ def main() -> int:
         args.mammoth_timeout = {**MAMMOTH_TIMEOUT_S, **{
             name: float(minutes) * 60 for name, minutes in
             (item.split("=", 1) for item in args.mammoth_timeout)}}
-        return run_methods(args)
+        return run_speed(args) if args.speed else run_methods(args)
     args.out = args.out or REPO / "results" / "vs_mammoth.json"
     variants = {  # name: how to run it
         "mammoth (default workers)": lambda model, seed, s: mammoth_run(args, model, seed, None, s),

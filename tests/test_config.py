@@ -37,7 +37,7 @@ def test_a_method_file_declares_its_class_settings_and_best_arguments(name):
     for table, (source, rows) in owner.best_args.items():
         assert table in BENCHMARKS and source
         for row in rows.values():
-            assert set(row) <= {"lr", "minibatch_size"} | own, (table, row)
+            assert set(row) <= {"lr", "minibatch_size", "batch_size"} | own, (table, row)
     for dataset in BENCHMARKS:  # every benchmark has a row (directly or by a fallback)
         resolve(model=name, dataset=dataset)
 
@@ -122,6 +122,23 @@ def test_a_config_is_frozen_picklable_and_equal_runs_are_equal():
     same_run = resolve(model="derpp", gms=True, gms_mask_value=0, alpha=0.2, lr=0.03)
     assert same_run == config and same_run.hash == config.hash
     assert same_run.provenance != config.provenance  # what was set differs, not the run
+
+
+@pytest.mark.parametrize(("model", "batch", "replay"), [
+    ("fdr", 128, 128), ("gss", 128, 10), ("hal", 128, 128), ("mer", 1, 128)])
+def test_a_best_args_row_may_carry_the_stream_batch(model, batch, replay):
+    """The DER paper ran FDR, GSS and HAL on S-MNIST with stream batches of 128 and MER
+    with 1: the row's batch replaces the benchmark's 10, and the provenance says so; the
+    user's --batch-size still wins."""
+    config = resolve({"model": model, "buffer_size": 200})
+    assert (config.batch_size, config.minibatch_size) == (batch, replay)
+    assert "batch_size" in config.provenance.from_best_args
+    assert "batch_size" not in config.provenance.from_benchmark
+    assert config.provenance.source_of("batch_size").startswith(
+        f"DER paper best args for seq-mnist, {model}, buffer 200")
+    mine = resolve({"model": model, "buffer_size": 200, "batch_size": 32})
+    assert mine.batch_size == 32 and "batch_size" not in mine.provenance.from_best_args
+    assert resolve({"model": "er", "buffer_size": 200}).batch_size == 10
 
 
 def test_provenance_names_what_was_set_and_where_the_rest_came_from():

@@ -54,7 +54,7 @@ def weights(method):
 # A-GEM
 
 def test_agem_projects_a_conflicting_gradient_so_the_update_never_raises_the_replay_loss(tiny):
-    method = make("agem", tiny, lr=0.1, minibatch_size=20)
+    method = make("agem", tiny, lr=0.1, minibatch_size=20, agem_memory="balanced")
     train_task(method, tiny, 0)
     method.begin_task(1)
     count = len(method.buffer)  # the whole memory is one replay batch: its order is moot
@@ -80,14 +80,24 @@ def test_agem_projects_a_conflicting_gradient_so_the_update_never_raises_the_rep
     assert conflicts > 0  # the test saw a projection
 
 
-def test_agem_memories_balanced_by_class_or_one_batch_per_task(tiny):
-    balanced = make("agem", tiny, buffer_size=20)
+def test_agem_memories_balanced_by_class_a_share_per_task_or_one_batch_per_task(tiny):
+    balanced = make("agem", tiny, buffer_size=20, agem_memory="balanced")
+    per_task = make("agem", tiny, buffer_size=20, agem_memory="per_task")
     batch = make("agem", tiny, buffer_size=20, agem_memory="batch", batch_size=4)
+    assert resolve(model="agem", buffer_size=200).method_settings.agem_memory == "per_task"
     for task in range(2):
-        for method in (balanced, batch):
+        for method in (balanced, per_task, batch):
             train_task(method, tiny, task)
     labels = balanced.buffer.labels[:len(balanced.buffer)]
     assert torch.bincount(labels, minlength=4)[:4].tolist() == [5, 5, 5, 5]
+    # the DER paper's: buffer_size // tasks = 4 distinct random items of each task
+    assert len(per_task.buffer) == 8
+    assert torch.bincount(per_task.buffer.task_ids[:8]).tolist() == [4, 4]
+    for task in range(2):
+        stored = per_task.buffer.examples[:8][per_task.buffer.task_ids[:8] == task]
+        data = task_data(tiny, task).inputs
+        assert len({row.numpy().tobytes() for row in stored}) == 4
+        assert all((data == row).flatten(1).all(1).any() for row in stored)
     assert len(batch.buffer) == 8  # batch_size items of each task, whatever the capacity
     assert sorted(set(batch.buffer.task_ids[:8].tolist())) == [0, 1]
 
@@ -206,6 +216,44 @@ def test_icarl_distils_the_old_classes_and_classifies_by_the_nearest_mean(tiny):
         expected = -torch.cdist(features, torch.stack(means)).pow(2)
     assert torch.allclose(scores[:, :2], expected, atol=1e-5)
     assert torch.isinf(scores[:, 2:]).all()  # classes without a mean yet
+
+
+def test_icarl_mirrors_the_memory_for_its_class_means_only_where_the_augmentation_mirrors(
+        tiny, tiny_vision):
+    """The paper's class mean is the plain mean; the authors' CIFAR code also averages in the
+    mirrored exemplars, mirroring being its augmentation. A mirrored digit is another shape:
+    on a benchmark whose augmentation does not mirror (MNIST's), no mirroring."""
+    method = make("icarl", tiny, buffer_size=20, opt_wd=0.0)
+    train_task(method, tiny, 0)
+    assert method.flips is False  # the tiny benchmark does not augment
+    assert tiny_vision.train_transform().flips is True  # CIFAR's crop and flip
+    examples, labels = method.buffer.examples[:20], method.buffer.labels[:20]
+    with torch.no_grad():
+        plain = F.normalize(method.net.features(tiny.prepare(examples)), dim=1)
+        mirrored = F.normalize(method.net.features(tiny.prepare(examples.flip(-1))), dim=1)
+        assert torch.allclose(method._class_means()[0],
+                              F.normalize(plain[labels == 0].mean(0), dim=0), atol=1e-6)
+        method.flips = True  # as under CIFAR's crop-and-flip augmentation
+        both = (plain[labels == 0].mean(0) + mirrored[labels == 0].mean(0)) / 2
+        assert torch.allclose(method._class_means()[0], F.normalize(both, dim=0), atol=1e-6)
+
+
+def test_gdumb_cutmix_mixes_boxes_of_single_channel_images_and_skips_flat_vectors():
+    from replaymask.core.methods.gdumb import cutmix
+    images = torch.arange(2 * 6 * 6, dtype=torch.float32).view(2, 6, 6)
+    targets = torch.tensor([0, 1])
+    for seed in range(20):  # applied with probability 0.5
+        mixed = cutmix(images, targets, 1.0, np.random.default_rng(seed))
+        if mixed is not None:
+            break
+    inputs, other, share = mixed
+    changed = (inputs != images)
+    kept = 1 - changed[0].float().mean().item() if other[0] != targets[0] else 1.0
+    assert inputs.shape == images.shape and 0 <= share <= 1
+    assert other[0] == targets[0] or abs(kept - share) < 1e-6  # the share is what is kept
+    assert cutmix(images.view(2, 36), targets, 1.0, np.random.default_rng(0)) is None
+    assert cutmix(images, targets, 0.0, np.random.default_rng(0)) is None
+    assert declaration("gdumb").best_args["seq-mnist"][1][None]["cutmix_alpha"] == 0.0
 
 
 # LODE

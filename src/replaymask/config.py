@@ -183,14 +183,19 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
             raise ConfigError(f"{what} has changed: its fingerprint is now {found}, the "
                               f"configuration's {kept[name]}")
     buffer_size = setting("buffer_size") if method.uses_buffer else 0
+    row = method.best_args_row(dataset, buffer_size, protocol.best_args_from)
+    # a row may carry the stream batch (the DER paper's FDR, GSS and HAL: 128)
+    default_batch = (known["batch_size"].check(row.values["batch_size"])
+                     if row and "batch_size" in row.values else protocol.batch_size)
+    batch_size = kept.get("batch_size", default_batch)
     from_benchmark = [name for name in ("n_epochs", "batch_size", "lr_milestones")
-                      if name not in kept]
+                      if name not in kept and not (name == "batch_size" and row
+                                                   and "batch_size" in row.values)]
     if protocol.validation_fraction and "validation_fraction" not in kept:
         from_benchmark.append("validation_fraction")
-    batch_size = kept.get("batch_size", protocol.batch_size)
-    row = method.best_args_row(dataset, buffer_size, protocol.best_args_from)
     tunable = ("lr", "minibatch_size", *own)
-    from_row = [name for name in tunable if name not in kept and row and name in row.values]
+    from_row = [name for name in (*tunable, "batch_size")
+                if name not in kept and row and name in row.values]
     chosen = {name: kept[name] if name in kept
               else known[name].check(row.values[name]) if name in from_row
               else own[name].default if name in own else None for name in tunable}
@@ -234,7 +239,7 @@ def resolve(request: Mapping[str, object] | None = None, /, *, origin: str = "",
             user_set=tuple(kept),
             ignored=tuple(ignored.items()),
             best_args=row.note if row else "",
-            best_args_values=_unset_values(tunable, row, own, known, protocol.batch_size),
+            best_args_values=_unset_values(tunable, row, own, known, default_batch),
             from_best_args=tuple(from_row),
             from_benchmark=tuple(from_benchmark),
             overridable=(*tunable, "n_epochs", "batch_size", "lr_milestones"),

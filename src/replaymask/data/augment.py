@@ -57,6 +57,8 @@ class EvalTransform:
     are; then, given ``mean``/``std``, normalised per channel (along each sample's first
     dimension: an image's channels, a flat vector's features)."""
 
+    flips = False  # whether it mirrors images left-right (iCaRL's class means follow it)
+
     def __init__(self, mean: tuple[float, ...] | None = None,
                  std: tuple[float, ...] | None = None, channels_last: bool = False):
         self.mean, self.std = mean, std
@@ -90,6 +92,8 @@ class EvalTransform:
 
 class TrainTransform(EvalTransform):
     """Random crop (zero padding ``padding``), horizontal flip, normalise; batched."""
+
+    flips = True
 
     def __init__(self, mean, std, padding: int, generator: torch.Generator | None = None,
                  channels_last: bool = False):

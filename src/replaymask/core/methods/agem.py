@@ -9,9 +9,12 @@ The memory (``--agem-memory``):
   * ``balanced`` (default): after each task, class-balanced over the classes seen so far
     (``buffer_size // classes`` items each; the earlier classes keep their first items,
     the new ones are drawn at random from the task's data), as Mammoth's GEM keeps it;
-  * ``batch``: one stream batch of each task, as Mammoth's A-GEM keeps it (it stores
-    ``batch_size`` items per task whatever ``--buffer-size`` says: 10 per task on
-    S-MNIST). The DER paper's A-GEM numbers were measured with this memory.
+  * ``per_task``: ``buffer_size // tasks`` items of each task, drawn at random from its
+    data at its end, as the code behind the DER paper's A-GEM numbers kept it (Mammoth's
+    first commit, 7ab9db9); the DER paper's S-MNIST row asks for it;
+  * ``batch``: one stream batch of each task, as Mammoth e75a491's A-GEM keeps it (it
+    stores ``batch_size`` items per task whatever ``--buffer-size`` says: 10 per task on
+    S-MNIST).
 """
 
 import torch
@@ -30,14 +33,21 @@ METHOD = {
             "g is the gradient of the GMS-masked stream cross-entropy; the reference "
             "gradient's replay cross-entropy is masked only with --gms-on-buffer"),
     "settings": {
-        "agem_memory": {"kind": "choice", "choices": ["balanced", "batch"],
+        "agem_memory": {"kind": "choice", "choices": ["balanced", "per_task", "batch"],
                         "default": "balanced",
-                        "help": "the memory: class-balanced over the seen classes, or one "
-                                "stream batch per task (Mammoth's)"},
+                        "help": "the memory: class-balanced over the seen classes, "
+                                "buffer_size // tasks random items per task (the DER "
+                                "paper's), or one stream batch per task (Mammoth's)"},
     },
-    # Mammoth's default learning rate; no published S-MNIST row
+    # the DER paper's arguments for S-MNIST (Buzzega et al. 2020; Mammoth's utils/best_args.py,
+    # unchanged from its first commit 7ab9db9 to e75a491)
     "best_args": {
-        "seq-mnist": ("Mammoth defaults", {None: {"lr": 0.1}}),
+        "seq-mnist": ("DER paper", {200: {"lr": 0.1, "minibatch_size": 128,
+                                           "agem_memory": "per_task"},
+                                    500: {"lr": 0.1, "minibatch_size": 128,
+                                           "agem_memory": "per_task"},
+                                    5120: {"lr": 0.1, "minibatch_size": 128,
+                                           "agem_memory": "per_task"}}),
         "seq-cifar10": ("Mammoth", {None: {"lr": 0.03}}),
     },
     "best_args_fallback": "seq-mnist",
@@ -64,9 +74,16 @@ class AGEM(ContinualMethod):
 
     @torch.no_grad()
     def end_task(self, task, data):
-        if self.settings.agem_memory == "batch":
-            size = self.config.batch_size  # the first batch of the task's (shuffled) data
-            self.buffer.add(data.inputs[:size], data.labels[:size])
+        memory = self.settings.agem_memory
+        if memory in ("batch", "per_task"):
+            if memory == "batch":  # the first batch of the task's (shuffled) data
+                chosen = torch.arange(min(self.config.batch_size, len(data.labels)),
+                                      device=data.labels.device)
+            else:
+                share = self.buffer.capacity // self.layout.n_tasks
+                chosen = draw_at_random(torch.arange(len(data.labels),
+                                                     device=data.labels.device), share)
+            self.buffer.add(data.inputs[chosen], data.labels[chosen])
             return
         rebalance_by_class(self.buffer, data.inputs, data.labels, task,
                            self.task_classes(task), choose=draw_at_random)

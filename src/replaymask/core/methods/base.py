@@ -90,6 +90,8 @@ class ContinualMethod:
         # the benchmark's normalisation (per channel; None: inputs are not normalised)
         self.mean = getattr(self.normalize, "mean", None)
         self.std = getattr(self.normalize, "std", None)
+        # whether the training augmentation mirrors images left-right (CIFAR's does)
+        self.flips = bool(getattr(prepare, "flips", False))
         # the training transform's random draws (None where it draws none: torch's own)
         self.generator: torch.Generator | None = getattr(prepare, "generator", None)
         self.class_to_task = class_to_task

@@ -34,9 +34,12 @@ METHOD = {
                   "help": "the margin: the least dot product of the update with each "
                           "memory gradient, in the dual programme"},
     },
-    # Mammoth's default margin and learning rate (its GEM has no S-MNIST row)
+    # the DER paper's arguments for S-MNIST (Buzzega et al. 2020; Mammoth's utils/best_args.py,
+    # unchanged from its first commit 7ab9db9 to e75a491)
     "best_args": {
-        "seq-mnist": ("Mammoth defaults", {None: {"lr": 0.1, "gamma": 0.5}}),
+        "seq-mnist": ("DER paper", {200: {"lr": 0.01, "gamma": 1.0},
+                                    500: {"lr": 0.03, "gamma": 0.5},
+                                    5120: {"lr": 0.1, "gamma": 1.0}}),
         "seq-cifar10": ("Mammoth", {None: {"lr": 0.03, "gamma": 0.5}}),
     },
     "best_args_fallback": "seq-mnist",

@@ -34,8 +34,18 @@ METHOD = {
         "batch_num": {"kind": "int", "minimum": 1, "maximum": 1000, "default": 1,
                       "help": "GSS's steps per stream batch"},
     },
-    # Mammoth's arguments for Seq-CIFAR-10 (none for S-MNIST)
-    "best_args": {"seq-cifar10": ("Mammoth", {500: {"lr": 0.05, "minibatch_size": 10}})},
+    # the DER paper's arguments for S-MNIST (Buzzega et al. 2020; Mammoth's utils/best_args.py,
+    # unchanged from its first commit 7ab9db9 to e75a491)
+    "best_args": {
+        "seq-mnist": ("DER paper", {
+            200: {"lr": 0.1, "minibatch_size": 10, "gss_minibatch_size": 10,
+                  "batch_num": 1, "batch_size": 128},
+            500: {"lr": 0.1, "minibatch_size": 10, "gss_minibatch_size": 10,
+                  "batch_num": 1, "batch_size": 128},
+            5120: {"lr": 0.1, "minibatch_size": 128, "gss_minibatch_size": 10,
+                   "batch_num": 1, "batch_size": 128}}),
+        "seq-cifar10": ("Mammoth", {500: {"lr": 0.05, "minibatch_size": 10}}),
+    },
     "best_args_fallback": "seq-cifar10",
 }
 

@@ -42,8 +42,15 @@ METHOD = {
         "gamma": {"kind": "float", "minimum": 0,
                   "help": "HAL's weight of the anchors' distance to the mean feature"},
     },
-    "best_args": {"seq-mnist": ("Mammoth's defaults, lr untuned", {None: {
-        "lr": 0.1, "minibatch_size": 10, "beta": 0.5, "gamma": 0.1}})},
+    # the DER paper's arguments for S-MNIST (Buzzega et al. 2020; Mammoth's utils/best_args.py,
+    # unchanged from its first commit 7ab9db9 to e75a491)
+    "best_args": {"seq-mnist": ("DER paper", {
+        200: {"lr": 0.1, "minibatch_size": 128, "batch_size": 128, "hal_lambda": 0.1,
+              "beta": 0.7, "gamma": 0.5},
+        500: {"lr": 0.1, "minibatch_size": 128, "batch_size": 128, "hal_lambda": 0.1,
+              "beta": 0.2, "gamma": 0.5},
+        5120: {"lr": 0.1, "minibatch_size": 128, "batch_size": 128, "hal_lambda": 0.1,
+               "beta": 0.7, "gamma": 0.5}})},
     "best_args_fallback": "seq-mnist",
 }
 

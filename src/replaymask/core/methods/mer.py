@@ -31,9 +31,17 @@ METHOD = {
         "batch_num": {"kind": "int", "minimum": 1, "maximum": 1000, "default": 1,
                       "help": "MER's inner steps per stream sample"},
     },
-    # Mammoth's arguments for Rot-MNIST (the MLP's benchmark; none for S-MNIST)
-    "best_args": {"seq-mnist": ("Mammoth's Rot-MNIST", {None: {
-        "lr": 0.1, "minibatch_size": 25, "beta": 0.01, "gamma": 0.03}})},
+    # the DER paper's arguments for S-MNIST (Buzzega et al. 2020; Mammoth's utils/best_args.py,
+    # unchanged from its first commit 7ab9db9 to e75a491)
+    # (batch 1: one stream sample a step; beta = gamma = 1 make both interpolations the
+    # identity, so MER is then one SGD step per sample on it and 128 replayed items)
+    "best_args": {"seq-mnist": ("DER paper", {
+        200: {"lr": 0.1, "minibatch_size": 128, "beta": 1.0, "gamma": 1.0, "batch_num": 1,
+              "batch_size": 1},
+        500: {"lr": 0.1, "minibatch_size": 128, "beta": 1.0, "gamma": 1.0, "batch_num": 1,
+              "batch_size": 1},
+        5120: {"lr": 0.03, "minibatch_size": 128, "beta": 1.0, "gamma": 1.0, "batch_num": 1,
+               "batch_size": 1}})},
     "best_args_fallback": "seq-mnist",
 }
 
