@@ -220,6 +220,31 @@ METHODS = {
 }
 
 
+# The DER paper's S-MNIST numbers (Table 2, 10 seeds; Class-IL, Task-IL), as its authors'
+# repository printed them (aimagelab/mammoth README.md at its first commit, 7ab9db9).
+PUBLISHED_SOURCE = "DER paper, Table 2 (aimagelab/mammoth README.md at 7ab9db9)"
+PUBLISHED = {
+    "agem": {200: (45.72, 98.61), 500: (46.66, 98.93)},
+    "fdr": {200: (79.43, 97.66), 500: (85.87, 97.54)},
+    "icarl": {200: (70.51, 98.28), 500: (70.10, 98.32)},
+    "gem": {200: (80.11, 97.78), 500: (85.99, 98.71)},
+    "gss": {200: (38.90, 95.02), 500: (49.76, 97.71)},
+    "hal": {200: (84.70, 97.96), 500: (87.21, 98.03)},
+    "mer": {200: (81.47, 98.05), 500: (88.35, 98.43)},
+}
+
+
+def published(method: str, buffer: int) -> dict | None:
+    """The DER paper's number for ``method`` at ``buffer`` and which of our runs are at its
+    arguments (the variant where Mammoth's replay batch differs from the paper's)."""
+    numbers = PUBLISHED.get(method, {}).get(buffer)
+    if numbers is None:
+        return None
+    variants = method_arguments(method, buffer)[2]
+    return {"source": PUBLISHED_SOURCE, "class_il": numbers[0], "task_il": numbers[1],
+            "seeds": 10, "compared_with": next(iter(variants), "replaymask")}
+
+
 def method_arguments(method: str, buffer: int) -> tuple[list[str], list[str], dict]:
     """(Mammoth's method arguments, replaymask's, {variant name: replaymask's}) at
     ``buffer``: the same settings rendered as each tool's flags."""
@@ -449,6 +474,8 @@ def run_methods(args) -> int:
                          for key, value in example.items()}
             record = record_of(method, buffer, arguments)
             record["arguments"] = arguments
+            if published(method, buffer):
+                record["published"] = published(method, buffer)
             record["seeds"] = sorted(set(record["seeds"]) | set(args.seeds))
             note = METHOD_NOTES.get(method)
             if note and note not in record["notes"]:

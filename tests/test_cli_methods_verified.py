@@ -5,8 +5,9 @@ import json
 from replaymask import cli
 
 
-def record(method, ours, theirs, **extra):
-    return {"method": method, "buffer_size": 200, "seeds": [0, 1],
+def record(method, ours, theirs, published=None, replaymask_variants=(), **extra):
+    return {"published": published, "replaymask_variants": list(replaymask_variants),
+            "method": method, "buffer_size": 200, "seeds": [0, 1],
             "dataset": "seq-mnist", "date": "2026-12-03T12:00:00+00:00",
             "mammoth_commit": "e75a4910000000000000000000000000000000000",
             "replaymask_commit": "a594564", "arguments": {"mammoth": "m", "replaymask": "r"},
@@ -28,7 +29,12 @@ def verified(monkeypatch, capsys, path):
 def test_the_table_gives_both_tools_means_and_the_difference(tmp_path, monkeypatch, capsys):
     path = tmp_path / "records.json"
     path.write_text(json.dumps([
-        record("agem", ([60.0, 62.0], [95.0, 97.0]), ([58.0, 59.0], [96.0, 96.0])),
+        record("agem", ([60.0, 62.0], [95.0, 97.0]), ([58.0, 59.0], [96.0, 96.0]),
+               published={"source": "DER paper, Table 2", "class_il": 45.72,
+                          "task_il": 98.61, "seeds": 10,
+                          "compared_with": "replaymask, the DER paper's minibatch_size 128"},
+               replaymask_variants=[{"name": "replaymask, the DER paper's minibatch_size 128",
+                                     "class_il": [49.0, 51.0], "task_il": [98.0, 98.0]}]),
         record("mer", ([80.0], [97.5]), ([79.5], [97.0]), timed_out_seeds=[1]),
     ]))
     lines, out = verified(monkeypatch, capsys, path)
@@ -40,6 +46,8 @@ def test_the_table_gives_both_tools_means_and_the_difference(tmp_path, monkeypat
     assert lines["mer"].split()[-8:] == ["200", "1", "80.00", "79.50", "+0.50", "97.50",
                                          "97.00", "+0.50"]
     assert "Mammoth stopped (time limit) for seeds 1" in out
+    assert ("DER paper, Table 2: Class-IL 45.72, Task-IL 98.61; replaymask, the DER paper's "
+            "minibatch_size 128 (2 seeds): 50.00, 98.00") in out
     assert lines["lode"].endswith("not in Mammoth")
     assert lines["gem"].endswith("not checked against Mammoth")
     assert lines["er"].endswith("not checked against Mammoth")

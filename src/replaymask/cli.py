@@ -607,6 +607,16 @@ def _verified(path: Path) -> int:
             print(f"{name:10} {against:27} {str(record.get('date', '?'))[:10]:10} "
                   f"{record.get('buffer_size', '?'):>6} {seeds:>5}  {'':6} {cells[0]}  "
                   f"{'':5} {cells[1]}")
+            paper = record.get("published")
+            if paper:
+                name = paper.get("compared_with", "replaymask")
+                runs = ours if name == "replaymask" else next(
+                    (v for v in record.get("replaymask_variants", []) if v["name"] == name), {})
+                n = len(runs.get("class_il", []))
+                print(f"{'':10} {paper.get('source', 'published')}: Class-IL "
+                      f"{paper['class_il']:.2f}, Task-IL {paper['task_il']:.2f}; {name} "
+                      f"({n} seeds): {mean(runs.get('class_il', [])):.2f}, "
+                      f"{mean(runs.get('task_il', [])):.2f}")
             if theirs.get("timed_out_seeds"):
                 print(f"{'':10} Mammoth stopped (time limit) for seeds "
                       f"{', '.join(map(str, theirs['timed_out_seeds']))}")
