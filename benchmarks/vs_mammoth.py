@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -612,6 +613,43 @@ def print_speed_table(records: list[dict]) -> None:
               f"{theirs.get('peak_rss_mib', 0):.0f} MiB | {ours['peak_rss_mib']:.0f} MiB |")
 
 
+def print_markdown_tables(records: list[dict]) -> None:
+    """The accuracy table (mean +- standard deviation over the seeds) and the speed table, as
+    Markdown, from the records alone (docs/vs-mammoth-methods.md carries their output)."""
+    def cell(values: list[float]) -> str:
+        if not values:
+            return "-"
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.2f} +- {spread:.2f}"
+
+    def mean(values: list[float]) -> float:
+        return statistics.mean(values) if values else math.nan
+    print("| method | buffer | seeds (ours / Mammoth) | Class-IL: replaymask | Mammoth | diff "
+          "| Task-IL: replaymask | Mammoth | diff | DER paper (Class-IL / Task-IL) | "
+          "replaymask at the paper's arguments |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for record in records:
+        ours, theirs = record["replaymask"], record["mammoth"]
+        if not ours.get("class_il"):
+            continue
+        diffs = [f"{mean(ours[k]) - mean(theirs.get(k, [])):+.2f}"
+                 for k in ("class_il", "task_il")]
+        paper, at_paper = record.get("published"), "-"
+        if paper:
+            name = paper["compared_with"]
+            runs = ours if name == "replaymask" else next(
+                (v for v in record.get("replaymask_variants", []) if v["name"] == name), {})
+            at_paper = (f"{cell(runs.get('class_il', []))} / {cell(runs.get('task_il', []))}"
+                        + ("" if name == "replaymask" else f" ({name.split(', ', 1)[1]})"))
+        print(f"| {record['method']} | {record['buffer_size']} | "
+              f"{len(ours['class_il'])} / {len(theirs.get('class_il', []))} | "
+              f"{cell(ours['class_il'])} | {cell(theirs.get('class_il', []))} | {diffs[0]} | "
+              f"{cell(ours['task_il'])} | {cell(theirs.get('task_il', []))} | {diffs[1]} | "
+              + (f"{paper['class_il']:.2f} / {paper['task_il']:.2f} | " if paper else "- | ")
+              + f"{at_paper} |")
+    print_speed_table(records)
+
+
 def print_method_table(records: list[dict]) -> None:
     print(f"\n{'method':8s} {'tool':34s} {'seeds':>5s} {'Class-IL':>15s} {'Task-IL':>15s}")
     for record in records:
@@ -649,12 +687,19 @@ def main() -> int:
     parser.add_argument("--speed", action="store_true",
                         help="methods mode: the speed table (the first seed of --seeds, both "
                              "tools, each run started on a quiet machine)")
+    parser.add_argument("--tables", action="store_true",
+                        help="print the methods mode's accuracy and speed tables (Markdown) "
+                             "from --out and run nothing")
     parser.add_argument("--skip-mammoth", action="store_true",
                         help="methods mode: run only replaymask's side (Mammoth's later)")
     parser.add_argument("--mammoth-timeout", nargs="*", default=[], metavar="METHOD=MINUTES",
                         help="stop a Mammoth run of METHOD after MINUTES (methods mode; "
                              "default mer=40)")
     args = parser.parse_args()
+    if args.tables:  # reads the records only
+        path = args.out or REPO / "results" / "vs_mammoth_methods.json"
+        print_markdown_tables(json.loads(path.read_text()))
+        return 0
     if not (args.mammoth / "main.py").is_file():
         sys.exit(f"vs_mammoth: {args.mammoth} has no main.py: pass a Mammoth checkout")
     args.mammoth, args.data = args.mammoth.resolve(), args.data.resolve()
