@@ -340,14 +340,16 @@ def test_a_cell_is_data_and_its_label_is_derived():
 
 
 def test_each_comparison_joins_its_family_by_its_cells_data(tmp_path):
-    """primary: hard masking at the best arguments in the protocol's scenario; tasks:
-    another task count; buffer masked vs plain GMS: two GMS variants; each family has its
-    own Holm correction, shown beside the whole report's (families.md)."""
+    """primary: hard masking at the best arguments in the protocol's scenario, for the
+    plan's five methods; rehearsal: the same for any other method; tasks: another task
+    count; buffer masked vs plain GMS: two GMS variants; each family has its own Holm
+    correction, shown beside the whole report's (families.md)."""
     from replaymask.experiments.report import write_report
 
     runs = []
     for seed in range(4):
         runs += [result("er", seed, 60.0 + seed), result("er", seed, 65.0 + seed, gms=True)]
+        runs += [result("agem", seed, 30.0 + seed), result("agem", seed, 40.0 + seed, gms=True)]
         masked = result("er", seed, 50.0 + seed, gms=True)
         masked["config"]["gms_on_buffer"] = True
         runs.append(masked)
@@ -358,8 +360,10 @@ def test_each_comparison_joins_its_family_by_its_cells_data(tmp_path):
     write_report(runs, tmp_path, plots=False)
     families = (tmp_path / "families.md").read_text()
     sections = {part.split(":")[0]: part for part in families.split("## ")[1:]}
-    assert set(sections) == {"primary", "tasks", "buffer masked vs plain GMS"}
+    assert set(sections) == {"primary", "rehearsal", "tasks", "buffer masked vs plain GMS"}
     assert "| ER + GMS (m=-inf) | seq-mnist | 200 | 4 | +5.0" in sections["primary"]
+    assert "A-GEM" not in sections["primary"]
+    assert "| A-GEM + GMS (m=-inf) | seq-mnist | 200 | 4 | +10.0" in sections["rehearsal"]
     assert "seq-mnist (10 tasks)" in sections["tasks"]
     assert "| ER + GMS (m=-inf, buffer masked) vs plain GMS | seq-mnist | 200 | 4 | -15.0" \
         in sections["buffer masked vs plain GMS"]

@@ -7,7 +7,10 @@ GMS) belongs to at most one family, by what its cells are, read from their data 
 :class:`~replaymask.experiments.cells.Scenario`), never from a label:
 
 * **primary** (the plan's F2): hard-masking GMS (m = -inf, buffer rows plain) against no
-  GMS, at the best arguments, in the protocol's scenario, at every buffer;
+  GMS, at the best arguments, in the protocol's scenario, at every buffer, for the plan's
+  five methods (SGD, ER, DER, DER++, ER-ACE);
+* **rehearsal**: the same comparison for every other method (issue 19's rehearsal family,
+  `docs/study/rehearsal.yaml`, committed before its runs; not in the plan);
 * **orders**: the same, over the class orders (compared at the level of the order);
 * **tasks**: any GMS variant at the best arguments, under another task count;
 * **fixed arguments**: arguments other than the best at buffer 500, in the protocol's
@@ -27,8 +30,9 @@ from __future__ import annotations
 from .cells import Cell, Variant
 from .stats import PairedDifference, paired_difference, with_holm
 
-FAMILIES = ("primary", "orders", "tasks", "fixed arguments", "options",
+FAMILIES = ("primary", "rehearsal", "orders", "tasks", "fixed arguments", "options",
             "learning rate tuned", "buffer masked vs plain GMS")
+PLAN_METHODS = ("sgd", "er", "der", "derpp", "er_ace")  # docs/study/plan.md, section 2
 
 
 def family_of(difference: PairedDifference) -> str | None:
@@ -36,7 +40,7 @@ def family_of(difference: PairedDifference) -> str | None:
     variant, column = difference.variant, difference.column
     hard = variant.mask_value == "-inf" and not variant.on_buffer
     if hard and not variant.arguments and column.protocol:
-        return "primary"
+        return "primary" if variant.method in PLAN_METHODS else "rehearsal"
     if hard and not variant.arguments and column.pooled:
         return "orders"
     if column.n_tasks is not None and not variant.arguments:

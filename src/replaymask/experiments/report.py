@@ -371,7 +371,12 @@ FAMILIES_TEXT = (
     "comparison corrected over every comparison of report.md's paired table (p (Holm, "
     "whole report)). Which family a comparison belongs to follows from its cells' data "
     "(replaymask.experiments.families); the tuned-against-tuned family F1 is in tuned.md "
-    "when the report was given a search.\n\n")
+    "when the report was given a search. The rehearsal family is issue 19's, not the "
+    "plan's: each method outside the plan's five with GMS (m = -inf) and without, at its "
+    "declared arguments (the DER paper's S-MNIST rows for A-GEM, GEM, FDR, iCaRL, GSS, HAL "
+    "and MER, buffer 200's row serving buffer 20 and S-FMNIST, untuned there; Mammoth's "
+    "defaults for BiC; ER's for LODE), from docs/study/rehearsal.yaml, committed before "
+    "its runs.\n\n")
 TUNED_TEXT = (
     "Each cell's hyper-parameters were searched on a validation split with the same budget "
     "for both sides (docs/study/plan.md section 2); each side's selection is run on the "
