@@ -15,8 +15,9 @@ Every run is a fresh process; it records wall time (start to exit), the peak res
 memory of the largest process (``ru_maxrss`` of the child and its children), and the
 final Class-IL and Task-IL accuracies each tool prints. The protocol is the DER paper's:
 batch 10, 1 epoch, buffer 200; ER lr 0.01, replay 10; DER++ lr 0.03, alpha 0.2, beta 1.
-Mammoth at e75a491 sets the replay batch to the stream batch whatever
-``--minibatch_size`` says, so its DER++ replays 10; replaymask's DER++ is timed both with
+Mammoth at e75a491 sets the replay batch to the stream batch whenever ``--batch_size``
+is given (S-MNIST's batch of 10 needs it: Mammoth's default is 64), so its DER++ replays
+10; replaymask's DER++ is timed both with
 replay 10 (the same arithmetic; the ratio is taken against this) and with the DER paper's
 128 (our default). Prints medians and ratios, and writes every run to ``--out``.
 
@@ -285,9 +286,9 @@ METHOD_NOTES = {
             "sets the replay batch to the stream batch); replaymask runs the same with "
             "--agem-memory batch --minibatch-size 10, and the DER paper's replay of 128 as a "
             "variant.",
-    "gss": "Mammoth at e75a491 sets the replay batch to the stream batch (128) whatever "
-           "--minibatch_size says; replaymask runs the same (128), and the DER paper's 10 as "
-           "a variant.",
+    "gss": "Mammoth at e75a491 sets the replay batch to the stream batch (128) whenever "
+           "--batch_size is given, whatever --minibatch_size says; replaymask runs the same "
+           "(128), and the DER paper's 10 as a variant.",
     "bic": "No published S-MNIST arguments: Mammoth's defaults in both tools.",
     "fdr": "Mammoth's FDR parses --alpha and never uses it (its first commit, which made the "
            "DER paper's numbers, and e75a491): its distance step has weight 1 whatever the "
