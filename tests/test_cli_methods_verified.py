@@ -50,7 +50,7 @@ def test_the_table_gives_both_tools_means_and_the_difference(tmp_path, monkeypat
             "minibatch_size 128 (2 seeds): 50.00, 98.00") in out
     assert lines["lode"].endswith("not in Mammoth")
     assert lines["gem"].endswith("not checked against Mammoth")
-    assert lines["er"].endswith("not checked against Mammoth")
+    assert lines["er"].endswith("not checked against Mammoth")  # no vs_mammoth.json beside
     listed = [name for name in lines]  # every method, in the declared order
     assert listed == list(cli.declarations())
 
@@ -76,3 +76,23 @@ def test_a_file_that_is_not_records_is_a_usage_error(tmp_path, monkeypatch, caps
     monkeypatch.setenv(cli.VERIFIED_FILE_VARIABLE, str(path))
     assert cli.main(["methods", "--verified"]) == 2
     assert "not a list of side-by-side records" in capsys.readouterr().err
+
+
+def test_er_and_derpp_come_from_the_first_side_by_side_file_beside_it(tmp_path, monkeypatch,
+                                                                      capsys):
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([]))
+    runs = [{"model": "er", "seed": seed, "variant": variant, "class_il": c, "task_il": t}
+            for seed, variant, c, t in ((0, "replaymask", 79.0, 97.0),
+                                        (1, "replaymask", 81.0, 98.0),
+                                        (0, "mammoth --num_workers 0", 78.0, 98.0),
+                                        (1, "mammoth --num_workers 0", 79.0, 98.0),
+                                        (0, "mammoth (default workers)", 10.0, 10.0))]
+    (tmp_path / "vs_mammoth.json").write_text(json.dumps({
+        "versions": {"date": "2026-11-29T20:43:28+00:00", "mammoth_commit": "e75a491abc"},
+        "summary": [], "runs": runs}))
+    lines, _ = verified(monkeypatch, capsys, path)
+    assert lines["er"].split()[-8:] == ["200", "2", "80.00", "78.50", "+1.50", "97.50",
+                                        "98.00", "-0.50"]
+    assert "2026-11-29" in lines["er"]
+    assert lines["derpp"].endswith("not checked against Mammoth")

@@ -581,6 +581,10 @@ def _verified(path: Path) -> int:
             by_method.setdefault(record["method"], []).append(record)
     except (ValueError, TypeError, KeyError) as error:
         raise ConfigError(f"{path}: not a list of side-by-side records ({error})") from None
+    earlier = path.parent / "vs_mammoth.json"
+    if earlier.is_file():
+        for record in _first_side_by_side(earlier):
+            by_method.setdefault(record["method"], [record])
 
     def mean(values):
         return statistics.mean(values) if values else math.nan
@@ -621,6 +625,33 @@ def _verified(path: Path) -> int:
                 print(f"{'':10} Mammoth stopped (time limit) for seeds "
                       f"{', '.join(map(str, theirs['timed_out_seeds']))}")
     return 0
+
+
+def _first_side_by_side(path: Path) -> list[dict]:
+    """ER and DER++ as ``benchmarks/vs_mammoth.py``'s first mode recorded them
+    (``results/vs_mammoth.json``, beside the methods' records): replaymask against Mammoth
+    with ``--num_workers 0`` (the same arithmetic), as records of the methods' form; none
+    where the file is not that."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        versions, runs = data["versions"], data["runs"]
+        found = []
+        for model in sorted({run["model"] for run in runs}):
+            sides = {}
+            for name, variant in (("replaymask", "replaymask"),
+                                  ("mammoth", "mammoth --num_workers 0")):
+                chosen = sorted((r for r in runs if r["model"] == model
+                                 and r["variant"] == variant), key=lambda r: r["seed"])
+                sides[name] = {key: [r[key] for r in chosen] for key in ("class_il", "task_il")}
+            if sides["replaymask"]["class_il"] and sides["mammoth"]["class_il"]:
+                found.append({"method": model, "buffer_size": 200, "dataset": "seq-mnist",
+                              "date": versions.get("date", "?"),
+                              "mammoth_commit": versions.get("mammoth_commit", "?"), **sides})
+        return found
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
 
 
 def _methods(args: argparse.Namespace) -> int:
