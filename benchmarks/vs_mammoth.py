@@ -440,7 +440,7 @@ def run_methods(args) -> int:
                 if record["arguments"] and not same_arguments(record["arguments"], arguments):
                     earlier = {key: record.pop(key) for key in
                                ("arguments", "replaymask", "mammoth", "replaymask_variants",
-                                "date", "replaymask_commit", "seeds", "notes")
+                                "date", "replaymask_commit", "seeds", "notes", "speed")
                                if key in record}
                     earlier["superseded"] = (
                         f"{info['date'][:10]}: other arguments; the record now runs the "
@@ -553,7 +553,9 @@ def run_speed(args) -> int:
     """The speed table: for each method at each buffer, one seed in both tools, Mammoth then
     replaymask, each started when the machine is quiet, nothing else of ours running. The
     runs join the accuracy runs of that seed where those lack it."""
-    records = json.loads(args.out.read_text()) if args.out.exists() else []
+    # the records at today's arguments (earlier ones kept aside), running nothing
+    run_methods(argparse.Namespace(**{**vars(args), "seeds": []}))
+    records = json.loads(args.out.read_text())
     replaymask_commit = source_commit()
     seed = args.seeds[0]
     with tempfile.TemporaryDirectory() as scratch_dir:
@@ -562,9 +564,7 @@ def run_speed(args) -> int:
                                if b in METHODS[m]["buffers"]):
             record = next((r for r in records if r["method"] == method
                            and r["buffer_size"] == buffer), None)
-            if record is None or not record["arguments"]:
-                sys.exit(f"vs_mammoth: no accuracy record of {method} at buffer {buffer} in "
-                         f"{args.out}: run --methods first")
+            record["seeds"] = sorted(set(record["seeds"]) | {seed})
             speed = record.get("speed", {})
             if speed.get("seed") == seed and "mammoth" in speed and "replaymask" in speed:
                 continue
@@ -572,7 +572,7 @@ def run_speed(args) -> int:
             speed = {"seed": seed, "date": datetime.now(timezone.utc).isoformat(
                 timespec="seconds"), "replaymask_commit": replaymask_commit}
             for tool in ("mammoth", "replaymask"):
-                load = wait_for_quiet()
+                load = wait_for_quiet(quiet=args.quiet_load)
                 print(f"{method:6s} {buffer:4d} seed {seed}  {tool:11s} (load {load:.2f}) ...",
                       end=" ", flush=True)
                 result = (run_method_mammoth(args, method, buffer, seed, scratch)
@@ -691,6 +691,9 @@ def main() -> int:
     parser.add_argument("--tables", action="store_true",
                         help="print the methods mode's accuracy and speed tables (Markdown) "
                              "from --out and run nothing")
+    parser.add_argument("--quiet-load", type=float, default=1.0,
+                        help="--speed: start each run once the 1-minute load average is "
+                             "under this (waiting at most 15 minutes; default 1)")
     parser.add_argument("--skip-mammoth", action="store_true",
                         help="methods mode: run only replaymask's side (Mammoth's later)")
     parser.add_argument("--mammoth-timeout", nargs="*", default=[], metavar="METHOD=MINUTES",
