@@ -211,7 +211,9 @@ METHODS = {
                             "gss_minibatch_size": 10, "batch_num": 1} for b in (200, 500)},
             "paper": {"minibatch_size": 10}},
     "bic": {"buffers": {200: {"lr": 0.1, "batch_size": 10, "bic_epochs": 250, "temp": 2.0,
-                              "valset_split": 0.1}}},
+                              "valset_split": 0.1}},
+            # the distillation weight of Mammoth's code (ours: the paper's)
+            "variants": {"replaymask, Mammoth's lambda": {"bic_lambda": "mammoth"}}},
     "hal": {"buffers": {200: {"lr": 0.1, "batch_size": 128, "minibatch_size": 128,
                               "hal_lambda": 0.1, "beta": 0.7, "gamma": 0.5},
                         500: {"lr": 0.1, "batch_size": 128, "minibatch_size": 128,
@@ -266,6 +268,9 @@ def method_arguments(method: str, buffer: int) -> tuple[list[str], list[str], di
         name = "replaymask, the DER paper's " + ", ".join(
             f"{key} {value}" for key, value in spec["paper"].items())
         variants[name] = flags(paper, dashes=True)
+    for name, changed in spec.get("variants", {}).items():
+        variants[name] = flags({**settings, **spec.get("ours_only", {}), **changed},
+                               dashes=True)
     return mammoth, ours, variants
 
 
@@ -289,7 +294,11 @@ METHOD_NOTES = {
     "gss": "Mammoth at e75a491 sets the replay batch to the stream batch (128) whenever "
            "--batch_size is given, whatever --minibatch_size says; replaymask runs the same "
            "(128), and the DER paper's 10 as a variant.",
-    "bic": "No published S-MNIST arguments: Mammoth's defaults in both tools.",
+    "bic": "No published S-MNIST arguments: Mammoth's defaults in both tools. Mammoth's "
+           "distillation weight is 1 / (t + 1), the new classes' share; replaymask's is the "
+           "paper's (earlier classes / classes seen, Wu et al. 2019, Eq. 3); the variant runs "
+           "Mammoth's (--bic-lambda mammoth). Traced: Mammoth with the paper's weight gave "
+           "74.11 (seed 0).",
     "fdr": "Mammoth's FDR parses --alpha and never uses it (its first commit, which made the "
            "DER paper's numbers, and e75a491): its distance step has weight 1 whatever the "
            "DER paper's row says (0.5 at buffer 200, 0.2 at 500); both tools run alpha 1.",

@@ -437,6 +437,32 @@ def test_bic_holds_out_a_balanced_validation_split_and_distils_with_the_papers_l
     assert torch.allclose(method.observe(inputs, labels), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize(("choice", "weight"), [("paper", 4 / 6), ("mammoth", 1 / 3)])
+def test_bic_lambda_is_the_papers_old_class_share_or_mammoths_one_over_tasks(tiny, choice,
+                                                                            weight):
+    """At the third task (4 earlier classes of 6 seen): the paper's lambda 4/6, Mammoth's
+    1/3 (``--bic-lambda mammoth``)."""
+    method = make("bic", tiny, buffer_size=20, valset_split=0.5, temp=2.0, bic_epochs=5,
+                  bic_lambda=choice)
+    for task in range(2):
+        method.begin_task(task)
+        data = method.training_data(task, task_data(tiny, task))
+        method.observe(data.inputs[:10], data.labels[:10])
+        method.end_task(task, data)
+    method.begin_task(2)
+    data = task_data(tiny, 2)
+    inputs, labels = data.inputs[:10], data.labels[:10]
+    net = copy.deepcopy(method.net)
+    logits = net(tiny.prepare(inputs))
+    classes = F.cross_entropy(logits[:, :6], labels)
+    with torch.no_grad():
+        old = method.corrected(method.old_net(tiny.prepare(inputs)), method.old_bias, 1)[:, :4]
+    distillation = -(F.log_softmax(logits[:, :4] / 2.0, 1)
+                     * F.softmax(old / 2.0, 1)).sum(1).mean()
+    expected = (1 - weight) * classes + weight * 4.0 * distillation
+    assert torch.allclose(method.observe(inputs, labels), expected, atol=1e-5)
+
+
 def test_bic_fits_a_bias_layer_on_the_new_tasks_logits_and_predicts_with_it(tiny):
     method = make("bic", tiny, buffer_size=20, valset_split=0.5, bic_epochs=50)
     train_task(method, tiny, 0)
