@@ -171,6 +171,18 @@ def test_gdumb_learns_only_from_its_memory_after_the_task_with_the_papers_schedu
     assert (predicted == memory[1]).float().mean() > 0.95
 
 
+def test_gdumb_fitted_after_the_last_task_only_leaves_the_earlier_tasks_untrained(tiny):
+    method = make("gdumb", tiny, buffer_size=40, fitting_epochs=3, cutmix_alpha=0.0,
+                  fit_after="last_task")
+    before = weights(method)
+    for task in range(tiny.n_tasks - 1):
+        train_task(method, tiny, task)
+        assert torch.equal(weights(method), before)  # no fit, no re-initialisation
+    train_task(method, tiny, tiny.n_tasks - 1)
+    assert not torch.equal(weights(method), before)
+    assert "fit_after" not in resolve(model="gdumb").to_dict()  # the default keeps hashes
+
+
 def test_methods_gms_does_not_apply_to_refuse_it_in_one_line():
     for model in ("gdumb", "icarl"):
         with pytest.raises(ConfigError, match=f"--gms does not apply to {model}: "):

@@ -10,7 +10,8 @@ and ``--minlr``, and CutMix on image inputs ((B, H, W) or (B, C, H, W); not on f
 vectors) with probability 0.5 (``--cutmix-alpha`` > 0; 0 turns it off: the authors' MNIST
 runs have none, and S-MNIST's row says so; their CIFAR runs have it). Every row of the
 accuracy matrix is so a GDumb model; Mammoth trains only after the last task, so only its
-last row compares (the final accuracy).
+last row compares (the final accuracy); ``--fit-after last_task`` does the same (one fit
+instead of one per task).
 
 Differences from Mammoth's ``gdumb``: Mammoth's memory is a reservoir, not the
 greedy class-balanced sampler of the paper; and its optimiser has no momentum or weight
@@ -45,6 +46,11 @@ METHOD = {
                            "help": "epochs GDumb trains on its memory after each task"},
         "cutmix_alpha": {"kind": "float", "minimum": 0, "default": 1.0,
                          "help": "CutMix's Beta(alpha, alpha) for GDumb (0: no CutMix)"},
+        "fit_after": {"kind": "choice", "choices": ["each_task", "last_task"],
+                      "default": "each_task", "omit_default": True,
+                      "help": "when GDumb fits its network: after each task (every row of "
+                              "the accuracy matrix a GDumb model), or after the last only "
+                              "(Mammoth's; the earlier rows are the untrained network's)"},
     },
     # the stream steps do not train (the learning rate is unused); the paper's fit, and no
     # CutMix on MNIST (the authors' replicate.sh runs MNIST with --regularization none)
@@ -65,6 +71,8 @@ class GDumb(ContinualMethod):
         return torch.zeros((), device=labels.device)
 
     def end_task(self, task, data):
+        if self.settings.fit_after == "last_task" and task < self.layout.n_tasks - 1:
+            return
         reinitialise(self.net)
         if self.buffer.is_empty():
             return
