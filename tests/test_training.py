@@ -74,6 +74,9 @@ def test_result_files_hold_config_matrices_and_metrics(tiny, tmp_path):
         assert len(data["accuracy_matrix"][setting]) == 5
         assert set(data["metrics"][setting]) >= {"average_accuracy", "forgetting", "bwt", "fwt"}
     assert data["wall_time_s"] > 0
+    # where it ran: float results of CPU kernels differ between CPUs and instruction sets
+    assert data["versions"]["cpu"]
+    assert data["versions"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     csv_lines = (tmp_path / "out" / "accuracy_matrix.csv").read_text().splitlines()
     assert csv_lines[0] == "setting,after_task,task_1,task_2,task_3,task_4,task_5"
     assert len(csv_lines) == 11

@@ -30,7 +30,9 @@ CHECK_EVERY = 100  # steps between loss read-backs (divergence check, progress b
 
 
 def cpu_model() -> str:
-    """The CPU's model name (float results of CPU kernels can differ between models)."""
+    """The CPU's model name. Float results of CPU kernels can differ between models (and
+    between the instruction sets torch picks on them, recorded beside it as
+    ``cpu_capability``): a run re-runs bit for bit on the CPU that recorded it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -223,7 +225,8 @@ def train(config: RunConfig, benchmark: Benchmark, progress: bool = True,
         task_times_s=run_state["task_times"],
         analysis=probe.records if probe is not None else None,
         task_confusion=confusion,
-        versions={"replaymask": __version__, "torch": torch.__version__, "cpu": cpu_model()},
+        versions={"replaymask": __version__, "torch": torch.__version__, "cpu": cpu_model(),
+                  "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         task_sizes=list(benchmark.task_sizes),
     )
 
