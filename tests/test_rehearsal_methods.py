@@ -383,6 +383,24 @@ def test_mer_interpolates_within_and_across_each_samples_steps(tiny):
     assert len(method.buffer) == 1  # the sample joined the memory after its steps
 
 
+def test_mer_with_two_inner_steps_interpolates_each_from_where_it_began(tiny):
+    method = make("mer", tiny, lr=0.1, beta=0.5, gamma=1.0, batch_num=2)
+    method.begin_task(0)
+    inputs, labels = task_data(tiny, 0, 1).inputs, task_data(tiny, 0, 1).labels
+    loss = lambda net: F.cross_entropy(net(tiny.prepare(inputs)), labels)  # noqa: E731
+    first = gradient_of(method, loss)
+    start = weights(method)
+    expected = start - 0.1 * 0.5 * first  # the first step, halved (beta)
+    model = copy.deepcopy(method.net)
+    torch.nn.utils.vector_to_parameters(expected, model.parameters())
+    model.zero_grad()
+    loss(model).backward()
+    second = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    expected = expected - 0.1 * 0.5 * second  # the second, from where it began
+    method.observe(inputs, labels)  # an empty memory: two inner steps on the sample
+    assert torch.allclose(weights(method), expected, atol=1e-6)
+
+
 # GSS
 
 def test_gss_scores_items_by_gradient_similarity_with_per_item_gradients(tiny):
@@ -395,6 +413,24 @@ def test_gss_scores_items_by_gradient_similarity_with_per_item_gradients(tiny):
         assert torch.allclose(vectorised[row], one, atol=1e-6)
     batch = method.batch_gradient(inputs, labels)
     assert torch.allclose(batch, vectorised.mean(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gss_item_similarities_are_torchs_cosine_similarity_bit_for_bit(threads):
+    from replaymask.core.methods.gss import pairwise_cosine_similarity
+
+    generator = torch.Generator().manual_seed(0)
+    rows, memory = torch.randn(37, 5000, generator=generator), torch.randn(6, 5000,
+                                                                          generator=generator)
+    rows[3] = 0  # a zero gradient: the norm clamped at eps, similarity 0
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        broadcast = F.cosine_similarity(rows.unsqueeze(1), memory.unsqueeze(0), dim=2)
+        for chunk in (1, 16, 64):  # the stored runs' scores depend on every bit
+            assert torch.equal(pairwise_cosine_similarity(rows, memory, chunk), broadcast)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_the_gradient_selection_memory_evicts_redundant_items_and_keeps_novel_batches():

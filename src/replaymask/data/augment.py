@@ -58,6 +58,7 @@ class EvalTransform:
     dimension: an image's channels, a flat vector's features)."""
 
     flips = False  # whether it mirrors images left-right (iCaRL's class means follow it)
+    augments = False  # whether it draws at random (else the same input gives the same output)
 
     def __init__(self, mean: tuple[float, ...] | None = None,
                  std: tuple[float, ...] | None = None, channels_last: bool = False):
@@ -94,6 +95,7 @@ class TrainTransform(EvalTransform):
     """Random crop (zero padding ``padding``), horizontal flip, normalise; batched."""
 
     flips = True
+    augments = True
 
     def __init__(self, mean, std, padding: int, generator: torch.Generator | None = None,
                  channels_last: bool = False):

@@ -61,14 +61,16 @@ class AGEM(ContinualMethod):
         self.optimizer.zero_grad()
         loss.backward()
         if not self.buffer.is_empty():
-            stream = flat_gradient(params)
             replay = self.buffer.sample(self.config.minibatch_size)
-            self.optimizer.zero_grad()
-            self.replay_loss(self.net(self.prepare(replay.examples)), replay.labels).backward()
-            reference = flat_gradient(params)
+            # g_ref without touching .grad, which keeps g: written back only if projected
+            reference = flat_gradient(params, torch.autograd.grad(
+                self.replay_loss(self.net(self.prepare(replay.examples)), replay.labels),
+                params, allow_unused=True))
+            stream = flat_gradient(params)
             dot = stream @ reference
-            projected = stream - dot / (reference @ reference).clamp(min=1e-30) * reference
-            set_gradient(params, torch.where(dot < 0, projected, stream))
+            if dot < 0:
+                set_gradient(params, stream - dot / (reference @ reference).clamp(min=1e-30)
+                             * reference)
         self.optimizer.step()
         return loss.detach()
 

@@ -92,6 +92,9 @@ class ContinualMethod:
         self.std = getattr(self.normalize, "std", None)
         # whether the training augmentation mirrors images left-right (CIFAR's does)
         self.flips = bool(getattr(prepare, "flips", False))
+        # whether ``prepare`` draws at random (a transform that does not say is assumed to):
+        # where it does not, a method may prepare fixed inputs once
+        self.augments = bool(getattr(prepare, "augments", True))
         # the training transform's random draws (None where it draws none: torch's own)
         self.generator: torch.Generator | None = getattr(prepare, "generator", None)
         self.class_to_task = class_to_task

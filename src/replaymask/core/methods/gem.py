@@ -62,18 +62,16 @@ def project_to_cone(gradient: np.ndarray, memories: np.ndarray, margin: float) -
 
 
 class GEM(ContinualMethod):
+    _memory_by_task: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # see memory_by_task
+
     def observe(self, raw_inputs, labels):
         params = self.optimizer.params
         memories = []
-        if not self.buffer.is_empty():
-            count = len(self.buffer)
-            task_ids = self.buffer.task_ids[:count]
-            for task in torch.unique(task_ids).tolist():
-                rows = (task_ids == task).nonzero().squeeze(1)
-                self.optimizer.zero_grad()
-                self.replay_loss(self.net(self.prepare(self.buffer.examples[rows])),
-                                 self.buffer.labels[rows]).backward()
-                memories.append(flat_gradient(params))
+        for examples, memory_labels in self.memory_by_task():
+            self.optimizer.zero_grad()
+            inputs = self.prepare(examples) if self.augments else examples
+            self.replay_loss(self.net(inputs), memory_labels).backward()
+            memories.append(flat_gradient(params))
         self.optimizer.zero_grad()
         loss = self.stream_loss(self.net(self.prepare(raw_inputs)), labels)
         loss.backward()
@@ -87,7 +85,30 @@ class GEM(ContinualMethod):
         self.optimizer.step()
         return loss.detach()
 
+    def memory_by_task(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(examples, labels) of each earlier task's items in the memory, in task order;
+        the examples prepared where ``prepare`` does not augment. The memory changes only
+        at the end of a task, so this is gathered once per task, not at every step."""
+        if self.buffer.is_empty():
+            return []
+        if self._memory_by_task is None:
+            count = len(self.buffer)
+            task_ids = self.buffer.task_ids[:count]
+            memory = []
+            for task in torch.unique(task_ids).tolist():
+                rows = (task_ids == task).nonzero().squeeze(1)
+                examples = self.buffer.examples[rows]
+                memory.append((examples if self.augments else self.prepare(examples),
+                               self.buffer.labels[rows]))
+            self._memory_by_task = memory
+        return self._memory_by_task
+
     @torch.no_grad()
     def end_task(self, task, data):
         rebalance_by_class(self.buffer, data.inputs, data.labels, task,
                            self.task_classes(task), choose=draw_at_random)
+        self._memory_by_task = None
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self._memory_by_task = None

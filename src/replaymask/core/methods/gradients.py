@@ -5,10 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def flat_gradient(params: list[torch.Tensor]) -> torch.Tensor:
-    """The parameters' gradients, concatenated (zeros where a parameter has none)."""
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in params])
+def flat_gradient(params: list[torch.Tensor],
+                  gradients: tuple[torch.Tensor | None, ...] | None = None) -> torch.Tensor:
+    """The parameters' gradients (``.grad``, or ``gradients`` as ``torch.autograd.grad``
+    returns them), concatenated; zeros where a parameter has none."""
+    if gradients is None:
+        gradients = tuple(p.grad for p in params)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for p, g in zip(params, gradients, strict=True)])
 
 
 def set_gradient(params: list[torch.Tensor], flat: torch.Tensor) -> None:
