@@ -83,8 +83,8 @@ class GSS(ContinualMethod):
         def item_score(row):  # asked only once the memory is full: every row's at once
             if not scores:
                 own = self.per_item_gradients(raw_inputs, labels)
-                scores.extend((F.cosine_similarity(own.unsqueeze(1), memory.unsqueeze(0),
-                                                   dim=2).max(1).values + 1).tolist())
+                scores.extend((pairwise_cosine_similarity(own, memory).max(1).values
+                               + 1).tolist())
             return scores[row]
         buffer.add_scored(raw_inputs, labels, batch_score, item_score)
 
@@ -114,3 +114,21 @@ def similarity_score(gradient: torch.Tensor, memory: torch.Tensor) -> float:
     """GSS's score: the largest cosine similarity of ``gradient`` with a row of ``memory``,
     plus 1 (in [0, 2])."""
     return float(F.cosine_similarity(gradient.unsqueeze(0), memory, dim=1).max()) + 1
+
+
+def pairwise_cosine_similarity(rows: torch.Tensor, memory: torch.Tensor, chunk: int = 16,
+                               eps: float = 1e-8) -> torch.Tensor:
+    """(len(rows), len(memory)): the cosine similarity of each row with each memory row.
+
+    The same numbers, bit for bit, as ``F.cosine_similarity(rows.unsqueeze(1),
+    memory.unsqueeze(0), dim=2)``, which divides each operand by its norm (clamped at
+    ``eps``) and sums the products, but without materialising rows x memory x parameters
+    (128 x 10 x 89,610 floats, three times, for a full GSS batch on the MLP): the
+    normalised operands are made once, and the products summed ``chunk`` rows at a time.
+    """
+    def normalised(x):
+        return x / torch.linalg.vector_norm(x, 2, dim=1, keepdim=True).clamp_min(eps)
+    memory = normalised(memory).unsqueeze(0)
+    return torch.cat([(part.unsqueeze(1) * memory).sum(2) for part in
+                      normalised(rows).split(chunk)])
+
