@@ -16,12 +16,14 @@ difference between the two versions of the code).
 Float results of the CPU kernels can differ between CPU models (and instruction sets), so
 a run recorded on another CPU may not match here. Each run's result records the CPU that
 ran it (``versions.cpu``, and ``versions.cpu_capability`` since 2026-12-03; runs stored
-before 2026-12-03, and failed runs, record neither). Each line says where the run was recorded: only a run
-recorded on this CPU must match (a difference there fails the check); the others are
-shown, and counted apart, as information. ``--baseline-src`` compares two versions of the
-code on this machine instead: the sample is run first with the package at that path (a
-worktree of an earlier commit: ``git worktree add /tmp/before REV``), then with this
-one, and each run must give the same numbers in both (the database is still shown).
+before 2026-12-03, and failed runs, record neither). Each line says where the run was
+recorded: only a run recorded on this CPU must match (a difference there fails the
+check); the others are shown, and counted apart, as information.
+
+``--baseline-src`` compares two versions of the code on this machine instead: the sample
+is run first with the package at that path (a worktree of an earlier commit:
+``git worktree add /tmp/before REV``), then with this one, and each run must give the
+same numbers in both (the database is still shown).
 """
 
 from __future__ import annotations

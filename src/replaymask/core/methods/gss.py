@@ -116,7 +116,7 @@ def similarity_score(gradient: torch.Tensor, memory: torch.Tensor) -> float:
     return float(F.cosine_similarity(gradient.unsqueeze(0), memory, dim=1).max()) + 1
 
 
-def pairwise_cosine_similarity(rows: torch.Tensor, memory: torch.Tensor, chunk: int = 16,
+def pairwise_cosine_similarity(rows: torch.Tensor, memory: torch.Tensor, chunk: int = 1,
                                eps: float = 1e-8) -> torch.Tensor:
     """(len(rows), len(memory)): the cosine similarity of each row with each memory row.
 
@@ -124,7 +124,9 @@ def pairwise_cosine_similarity(rows: torch.Tensor, memory: torch.Tensor, chunk: 
     memory.unsqueeze(0), dim=2)``, which divides each operand by its norm (clamped at
     ``eps``) and sums the products, but without materialising rows x memory x parameters
     (128 x 10 x 89,610 floats, three times, for a full GSS batch on the MLP): the
-    normalised operands are made once, and the products summed ``chunk`` rows at a time.
+    normalised operands are made once, and the products summed ``chunk`` rows at a time
+    (one row's 10 x 89,610 products stay in the cache: for 128 rows on the MLP, one
+    thread, 91 ms, against 242 ms sixteen rows at a time and 628 ms for the broadcast).
     """
     def normalised(x):
         return x / torch.linalg.vector_norm(x, 2, dim=1, keepdim=True).clamp_min(eps)
