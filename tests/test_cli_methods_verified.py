@@ -96,3 +96,23 @@ def test_er_and_derpp_come_from_the_first_side_by_side_file_beside_it(tmp_path, 
                                         "98.00", "-0.50"]
     assert "2026-11-29" in lines["er"]
     assert lines["derpp"].endswith("not checked against Mammoth")
+
+
+def test_each_buffer_of_a_method_is_its_own_row_named_by_the_method(tmp_path, monkeypatch,
+                                                                    capsys):
+    published = {"source": "DER paper, Table 2", "class_il": 45.0, "task_il": 98.0,
+                 "seeds": 10, "compared_with": "replaymask, a variant"}
+    variant = [{"name": "replaymask, a variant", "class_il": [47.0], "task_il": [98.0]}]
+    at_500 = record("agem", ([70.0], [97.0]), ([69.0], [97.0]), published=published,
+                    replaymask_variants=variant)
+    at_500["buffer_size"] = 500
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([
+        at_500, record("agem", ([60.0], [95.0]), ([58.0], [96.0]), published=published,
+                       replaymask_variants=variant)]))
+    monkeypatch.setenv(cli.VERIFIED_FILE_VARIABLE, str(path))
+    assert cli.main(["methods", "--verified"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("agem")]
+    # one row per buffer, in buffer order, each starting with the method's name
+    assert [(row[0], row[-8]) for row in rows] == [("agem", "200"), ("agem", "500")]

@@ -613,12 +613,13 @@ def _verified(path: Path) -> int:
                   f"{'':5} {cells[1]}")
             paper = record.get("published")
             if paper:
-                name = paper.get("compared_with", "replaymask")
-                runs = ours if name == "replaymask" else next(
-                    (v for v in record.get("replaymask_variants", []) if v["name"] == name), {})
+                compared = paper.get("compared_with", "replaymask")
+                runs = ours if compared == "replaymask" else next(
+                    (v for v in record.get("replaymask_variants", [])
+                     if v["name"] == compared), {})
                 n = len(runs.get("class_il", []))
                 print(f"{'':10} {paper.get('source', 'published')}: Class-IL "
-                      f"{paper['class_il']:.2f}, Task-IL {paper['task_il']:.2f}; {name} "
+                      f"{paper['class_il']:.2f}, Task-IL {paper['task_il']:.2f}; {compared} "
                       f"({n} seeds): {mean(runs.get('class_il', [])):.2f}, "
                       f"{mean(runs.get('task_il', [])):.2f}")
             if theirs.get("timed_out_seeds"):
