@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                "test runs in the database), first")
     _flag(report, "--journal", type=Path, metavar="FILE",
           help="the search's Optuna journal (default: DB.search.journal beside the database)")
+    _flag(report, "--mechanism", type=Path, metavar="FOLDER",
+          help="add mechanism.md: the plan's ablation tests (family F3) over the "
+               "'replaymask analyze' outputs in FOLDER's subfolders (docs/study/mechanism.sh)")
 
     methods = commands.add_parser("methods", help="list the methods, their own settings and "
                                                   "best arguments")
@@ -546,9 +549,25 @@ def _report(args: argparse.Namespace) -> int:
         if not journal.is_file():
             raise ConfigError(f"--journal {str(journal)!r}: no such search journal")
         tuned = tuned_pairs(planned, searches.read_outcomes(planned, journal), store.outcome)
+    analyses = None
+    if args.mechanism is not None:
+        from .experiments import mechanism
+
+        try:
+            analyses = mechanism.read_analyses(args.mechanism)
+        except (ValueError, KeyError, OSError) as error:
+            raise ConfigError(f"--mechanism {str(args.mechanism)!r}: {error}") from None
+        if not analyses:
+            raise ConfigError(f"--mechanism {str(args.mechanism)!r}: no */analysis.json "
+                              "in it (replaymask analyze --out writes them)")
     for path in write_report(results, args.out, plots=not args.no_plots, failed=failed,
                              tuned=tuned):
         print(f"wrote {path}")
+    if analyses is not None:
+        from .core.results import atomic_write
+
+        atomic_write(args.out / "mechanism.md", mechanism.ablation_markdown(analyses))
+        print(f"wrote {args.out / 'mechanism.md'}")
     return 0
 
 

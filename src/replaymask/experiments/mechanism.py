@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from .stats import mean_interval
+from .stats import mean_interval, summarize_differences, with_holm
 
 # (key, what it is): the quantities summarised, each a run's mean over tasks 2.. (the
 # steps where old classes exist), or a share of the final task confusion
@@ -77,3 +77,157 @@ def _interval(value) -> str:
     if low is None:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+# The plan's ablations (docs/study/plan.md section 7), as data: (the ablation's name, the
+# method it changes, the direction of its earlier-task errors under GMS that the clause
+# "only a replay term across tasks prevents the new errors" predicts, what it is). The
+# names are those of docs/study/mechanism.sh's output folders, <name>-<dataset>-buf<N>.
+ABLATIONS = (
+    ("der-cross-task-replay", "der", "lower",
+     "A1: DER plus a cross-task replay cross-entropy (DER++'s beta term, beta 0.5, at "
+     "DER's arguments)"),
+    ("er-earlier-replay", "er", "higher",
+     "A2: ER with its replay cross-entropy over the earlier tasks' classes only"),
+)
+# the variants instrumented beside them, in the order they are shown
+INSTRUMENTED = ("er", "er-earlier-replay", "der", "der-cross-task-replay", "derpp", "er_ace")
+ERRORS = ("into_earlier_task", "into_later_task", "test_into_earlier", "test_into_later",
+          "class_il")
+
+
+def read_analyses(folder) -> dict[tuple[str, str, int], dict[str, dict[int, dict]]]:
+    """Every ``<name>-<dataset>-buf<N>/analysis.json`` under ``folder`` (``replaymask
+    analyze`` output): (name, dataset, buffer) -> {"plain" or "gms": {seed: run summary}},
+    "gms" being hard masking (m = -inf); dataset and buffer come from the runs' configs."""
+    import json
+    from pathlib import Path
+
+    found = {}
+    for path in sorted(Path(folder).glob("*/analysis.json")):
+        runs = json.loads(path.read_text())["runs"]
+        by_side: dict[str, dict[int, dict]] = {}
+        config = None
+        for by_seed in runs.values():
+            for seed, run in by_seed.items():
+                config = run["config"]
+                if config["gms"] and str(config["gms_mask_value"]) != "-inf":
+                    continue  # a finite m: not part of the plan's tests
+                by_side.setdefault("gms" if config["gms"] else "plain", {})[int(seed)] = \
+                    run["summary"]
+        if config is None:
+            continue
+        suffix = f"-{config['dataset']}-buf{config['buffer_size']}"
+        if not path.parent.name.endswith(suffix):
+            raise ValueError(f"{path}: its folder should end in {suffix!r}")
+        found[(path.parent.name[:-len(suffix)], config["dataset"], config["buffer_size"])] = \
+            by_side
+    return found
+
+
+def _paired(label: str, base: str, dataset: str, buffer_size: int, quantity: str,
+            variant: dict[int, dict], reference: dict[int, dict]):
+    """``variant - reference`` in ``quantity``, paired by seed (None without 2 pairs)."""
+    differences = [variant[seed][quantity] - reference[seed][quantity]
+                   for seed in sorted(set(variant) & set(reference))
+                   if variant[seed].get(quantity) is not None
+                   and reference[seed].get(quantity) is not None]
+    if len(differences) < 2:
+        return None
+    return summarize_differences(label, base, dataset, buffer_size, quantity,
+                                 {None: differences})
+
+
+def ablation_tests(analyses) -> list:
+    """The plan's family F3: per ablation, dataset and buffer, the ablation's earlier-task
+    errors (percent of all test samples, after the last task) minus its method's, both
+    under GMS (m = -inf), paired by seed; Holm-adjusted over the family."""
+    found = []
+    for name, method, _, _ in ABLATIONS:
+        for (variant, dataset, buffer_size), sides in sorted(analyses.items()):
+            reference = analyses.get((method, dataset, buffer_size))
+            if variant != name or reference is None:
+                continue
+            difference = _paired(name, method, dataset, buffer_size, "into_earlier_task",
+                                 sides.get("gms", {}), reference.get("gms", {}))
+            if difference is not None:
+                found.append(difference)
+    return with_holm(found)
+
+
+def gms_changes(analyses) -> dict[tuple[str, str, int], dict]:
+    """Per instrumented variant, dataset and buffer: what GMS (m = -inf) changes, paired by
+    seed (GMS minus plain softmax) in each of ``ERRORS``, and the ratio of the later-task
+    errors, GMS over plain, as each seed's ratio with their mean and 95% interval."""
+    changes = {}
+    for (name, dataset, buffer_size), sides in analyses.items():
+        plain, gms = sides.get("plain", {}), sides.get("gms", {})
+        found = {quantity: _paired(name, name, dataset, buffer_size, quantity, gms, plain)
+                 for quantity in ERRORS}
+        ratios = [gms[seed]["into_later_task"] / plain[seed]["into_later_task"]
+                  for seed in sorted(set(gms) & set(plain))
+                  if plain[seed]["into_later_task"]]
+        found["later_ratio"] = mean_interval(ratios) if ratios else None
+        changes[(name, dataset, buffer_size)] = found
+    return changes
+
+
+def ablation_markdown(analyses) -> str:
+    """mechanism.md: family F3 (the plan's test of the causal clause), then what GMS changes
+    in each instrumented variant."""
+    from .tuned import _interval, _p
+
+    tests = ablation_tests(analyses)
+    lines = [
+        "# The mechanism, tested (docs/study/plan.md section 7, family F3)", "",
+        "Instrumented runs from docs/study/mechanism.sh: seeds 0-4, the DER paper's "
+        "arguments, natural class order, 1 epoch, with and without GMS (m = -inf). "
+        "'Earlier-task errors': the percent of all test samples that the final network "
+        "assigns to a class of an earlier task than their own; 'later-task errors' the "
+        "same for a later task. 'Over training': the same shares among the test samples of "
+        "the tasks seen so far, measured every 100 steps and averaged over tasks 2 and "
+        "later (curves in each folder's analysis.png).", "",
+        "## F3: does a replay term across tasks decide the earlier-task errors under GMS?",
+        "",
+        "The clause holds only if A1 (a cross-task replay term added to DER) lowers DER's "
+        "earlier-task errors and A2 (ER's replay term kept within the earlier tasks) raises "
+        "ER's. Each row: the ablation's earlier-task errors minus its method's, both with "
+        "GMS, paired by seed; Holm over the family's comparisons.", "",
+        "| ablation | against | dataset | buffer | predicted | seeds | difference "
+        "(points) [95% CI] | p | p (Holm, F3) | d_z | as predicted |",
+        "|---" * 11 + "|"]
+    what = {name: (method, direction, text) for name, method, direction, text in ABLATIONS}
+    for d in tests:
+        method, direction, _ = what[d.label]
+        agrees = d.significant and ((d.mean < 0) == (direction == "lower"))
+        verdict = "yes" if agrees else ("no: the opposite" if d.significant else "not shown")
+        lines.append("| " + " | ".join([
+            d.label, method, d.dataset, str(d.buffer_size), direction, str(d.pairs),
+            _interval(d), _p(d.p), _p(d.p_holm),
+            "" if d.dz is None else f"{d.dz:+.2f}", verdict]) + " |")
+    lines += ["", *(f"- {name}: {text}" for name, (_, _, text) in what.items()), "",
+              "## What GMS changes in each instrumented variant", "",
+              "GMS (m = -inf) minus plain softmax, paired by seed, mean [95% CI]; the "
+              "ratio is each seed's later-task errors with GMS over those without, mean "
+              "[95% CI] over the seeds (not corrected for multiplicity: descriptive).", "",
+              "| variant | dataset | buffer | Class-IL | earlier-task errors | later-task "
+              "errors | later-task errors, ratio | earlier, over training | later, over "
+              "training |", "|---" * 9 + "|"]
+    changes = gms_changes(analyses)
+    order = {name: i for i, name in enumerate(INSTRUMENTED)}
+    for (name, dataset, buffer_size), found in sorted(
+            changes.items(), key=lambda item: (item[0][1], item[0][2],
+                                               order.get(item[0][0], 99), item[0][0])):
+        cells = [_interval(found[q]) if found[q] else "" for q in
+                 ("class_il", "into_earlier_task", "into_later_task")]
+        ratio = found["later_ratio"]
+        cells.append("" if ratio is None else _interval_of(ratio))
+        cells += [_interval(found[q]) if found[q] else "" for q in
+                  ("test_into_earlier", "test_into_later")]
+        lines.append(f"| {name} | {dataset} | {buffer_size} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _interval_of(value) -> str:
+    mean, low, high = value
+    return f"{mean:.2f}" if low is None else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
