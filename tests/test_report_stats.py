@@ -388,3 +388,28 @@ def test_the_report_writes_the_m_curve_and_ss_replay_summaries_where_the_runs_al
     ss = (tmp_path / "ss_replay.md").read_text()
     assert "| seq-mnist | 20 | 61.0 (3/3) | 71.0 (3/3) | 59.0 (3/3) |" in ss
     assert "-2.0 [-2.0, -2.0]" in ss  # SS - ER, the same every seed
+
+
+def test_the_m_curve_tests_each_finite_m_against_hard_masking_with_an_equivalence_test():
+    from replaymask.experiments.summaries import m_curve_markdown
+
+    runs = []
+    # hard masking 70, 71, 72; m = -20 gives the same numbers (equivalent: no spread, no
+    # difference); m = 0 adds 0.2, 0.1, 0.3 (equivalent within 2); m = 5 subtracts 10, 11,
+    # 12 (worse); m = 1 adds 1, 5, 0 (inconclusive); the plain method sits beside them
+    for m, deltas in (("-inf", (0, 0, 0)), ("-20.0", (0, 0, 0)), ("0.0", (0.2, 0.1, 0.3)),
+                      ("5.0", (-10, -11, -12)), ("1.0", (1, 5, 0))):
+        for seed, delta in enumerate(deltas):
+            run = result("er", seed, 70.0 + seed + delta, gms=True)
+            run["config"]["gms_mask_value"] = m
+            runs.append(run)
+    runs += [result("er", seed, 60.0) for seed in range(3)]
+    text = m_curve_markdown(group_runs(runs))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| m ")}
+    assert "over the 4 such comparisons" in text and "## seq-mnist ER buffer 200" in text
+    assert rows["-20"].endswith("| equivalent |")
+    assert rows["0"].endswith("| equivalent |")
+    assert rows["5"].endswith("| worse |") and "-11.00 [" in rows["5"]
+    assert rows["1"].endswith("| inconclusive |")
+    assert rows["-inf"] == "| -inf | 71.00 | | | | | |"

@@ -13,7 +13,7 @@ import math
 import statistics
 
 from .cells import Cell, Variant
-from .stats import holm, mean_interval, paired_difference
+from .stats import EQUIVALENCE_MARGIN, mean_interval, paired_difference, with_holm
 
 SS_VARIANTS = {  # column: the row it reads
     "ER": Variant("er"),
@@ -28,7 +28,8 @@ SS_PAIRS = [("SS", "ER"), ("SS", "ER + GMS(-inf)"), ("SS + GMS(0)", "SS")]
 def m_curve_markdown(cells: list[Cell], setting: str = "class_il") -> str:
     """Per dataset, method and buffer size with an m curve: each m's mean over seeds and,
     below hard masking, the paired difference to it with its 95% interval, its p and its
-    p Holm-adjusted over every such comparison; '' without any m curve."""
+    p Holm-adjusted over every such comparison, the equivalence test (TOST at the plan's
+    margin, Holm-adjusted the same way) and the outcome; '' without any m curve."""
     from .plots import mask_value_curves
 
     protocol = [c for c in cells if c.column.protocol]
@@ -51,24 +52,29 @@ def m_curve_markdown(cells: list[Cell], setting: str = "class_il") -> str:
             rows.append((dataset, method.name, buffer_size, no_gms, entries))
     if not rows:
         return ""
-    adjusted = dict(zip(map(id, tests), holm([t.p for t in tests]), strict=True))
+    tested = {id(t): found for t, found in zip(tests, with_holm(tests), strict=True)}
     lines = ["# The m curve in numbers", "",
              f"{setting.replace('_', '-')}: the mean over seeds of each mask value m; beside "
              "it, the paired difference to m = -inf [95% CI], its p and its p Holm-adjusted "
-             f"over the {len(tests)} such comparisons (* = significant at 5%).", ""]
+             f"over the {len(tests)} such comparisons (* = significant at 5%), the "
+             f"equivalence test's p (TOST, margin +-{EQUIVALENCE_MARGIN:g} points) "
+             "Holm-adjusted over the same comparisons, and the outcome: better or worse "
+             "than hard masking, equivalent to it within the margin, or inconclusive.", ""]
     for dataset, method, buffer_size, no_gms, entries in rows:
         lines += [f"## {dataset} {method} buffer {buffer_size} (no GMS: "
                   f"{'-' if no_gms is None else f'{no_gms:.2f}'})", "",
-                  "| m | mean | vs m = -inf [95% CI] | p | p (Holm) |", "|---|---|---|---|---|"]
+                  "| m | mean | vs m = -inf [95% CI] | p | p (Holm) | TOST p (Holm) | outcome |",
+                  "|---" * 7 + "|"]
         for m, mean, failed, versus in entries:
             shown = "-inf" if m == -math.inf else f"{m:g}"
             text = f"| {shown} | {mean:.2f}" + (f" ({failed} diverged)" if failed else "")
             if versus is not None and versus.low is not None:
-                holm_p = adjusted.get(id(versus), 1.0)
+                found = tested[id(versus)]
                 text += (f" | {versus.mean:+.2f} [{versus.low:+.2f}, {versus.high:+.2f}] | "
-                         f"{versus.p:.2g} | {holm_p:.2g}{'*' if holm_p < 0.05 else ''} |")
+                         f"{versus.p:.2g} | {found.p_holm:.2g}{'*' if found.significant else ''}"
+                         f" | {found.p_equivalent_holm:.2g} | {found.outcome} |")
             else:
-                text += " | | | |"
+                text += " | | | | | |"
             lines.append(text)
         lines.append("")
     return "\n".join(lines)
