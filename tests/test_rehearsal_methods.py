@@ -80,6 +80,22 @@ def test_agem_projects_a_conflicting_gradient_so_the_update_never_raises_the_rep
     assert conflicts > 0  # the test saw a projection
 
 
+def test_agem_chooses_on_the_device_as_in_python_to_the_last_bit(tiny, monkeypatch):
+    from replaymask.core.methods import agem
+
+    trained, projected, project = [], [], agem.projection
+    monkeypatch.setattr(agem, "projection", lambda *a: projected.append(1) or project(*a))
+    for on_device in (False, True):  # an accelerator's path, taken here on the CPU
+        monkeypatch.setattr(agem, "select_on_device", lambda tensor, chosen=on_device: chosen)
+        method = make("agem", tiny, lr=0.1, minibatch_size=20, agem_memory="balanced")
+        for task in range(3):
+            train_task(method, tiny, task, steps=6)
+        trained.append(weights(method))
+        if not on_device:
+            assert projected  # the Python path projected at least once
+    assert torch.equal(*trained)
+
+
 def test_agem_memories_balanced_by_class_a_share_per_task_or_one_batch_per_task(tiny):
     balanced = make("agem", tiny, buffer_size=20, agem_memory="balanced")
     per_task = make("agem", tiny, buffer_size=20, agem_memory="per_task")

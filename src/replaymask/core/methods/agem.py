@@ -54,6 +54,19 @@ METHOD = {
 }
 
 
+def projection(stream, reference, dot):
+    """``g - (g . g_ref / g_ref . g_ref) g_ref``: g projected onto the half-space where the
+    update does not raise the replay loss (g_ref . g_ref kept above 0)."""
+    return stream - dot / (reference @ reference).clamp(min=1e-30) * reference
+
+
+def select_on_device(tensor) -> bool:
+    """Whether to choose between g and its projection on the device (an accelerator, where
+    reading ``g . g_ref < 0`` back to the host would stall every step) rather than in
+    Python (the CPU); both give the same gradient to the last bit."""
+    return tensor.device.type != "cpu"
+
+
 class AGEM(ContinualMethod):
     def observe(self, raw_inputs, labels):
         params = self.optimizer.params
@@ -68,9 +81,11 @@ class AGEM(ContinualMethod):
                 params, allow_unused=True))
             stream = flat_gradient(params)
             dot = stream @ reference
-            if dot < 0:
-                set_gradient(params, stream - dot / (reference @ reference).clamp(min=1e-30)
-                             * reference)
+            if select_on_device(dot):  # no host sync per step
+                set_gradient(params, torch.where(dot < 0, projection(stream, reference, dot),
+                                                 stream))
+            elif dot < 0:  # on the CPU a host branch is free, and g stays in place unless
+                set_gradient(params, projection(stream, reference, dot))  # projected
         self.optimizer.step()
         return loss.detach()
 
