@@ -171,3 +171,77 @@ def test_tuned_pairs_compare_each_sides_selection_on_the_same_test_seeds(tmp_pat
     assert complete[0].gms == {"lr": 0.1, "minibatch_size": 32, "gms_mask_value": "-inf"}
     table = markdown_table(pairs)
     assert "search under way" in table and "+3.00 [" in table
+
+
+def test_a_crashed_run_stops_the_search_unrecorded_and_the_search_resumes(tmp_path,
+                                                                          mnist_like_root,
+                                                                          monkeypatch, capsys):
+    from replaymask import cli
+    from replaymask.experiments import execution
+
+    path = tmp_path / "search.yaml"
+    path.write_text(SEARCH.replace("gms: [false, true]", "gms: false"))
+    db, journal = tmp_path / "runs.db", tmp_path / "search.journal"
+    command = ["search", str(path), "--db", str(db), "--journal", str(journal),
+               "--workers", "1", "--data-root", str(mnist_like_root), "--no-progress"]
+    run = execution.execute
+
+    def crash(*args, **kwargs):
+        raise AttributeError("'ER' object has no attribute 'gms_rule'")
+
+    monkeypatch.setattr(execution, "execute", crash)  # the worker is forked: it inherits
+    assert cli.main(command) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("replaymask: error: search: a trial run")
+    assert "crashed: AttributeError" in errors[0] and "nothing was recorded" in errors[0]
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
+    monkeypatch.setattr(execution, "execute", run)
+    assert cli.main(command) == 0
+    (outcome,) = run_search(read_search(path), db, journal, workers=1, progress=False,
+                            data_root=str(mnist_like_root), test=False)
+    assert len(outcome.trials) == 3 and all(value is not None for _, value in outcome.trials)
+
+
+@pytest.mark.parametrize("error, starts_again", [
+    ("AttributeError: 'ERACE' object has no attribute 'gms_rule' (er_ace.py:50)", True),
+    ("DivergenceError: training diverged (loss nan) in task 2 near step 100", False)])
+def test_a_trial_failed_by_a_crash_before_the_rule_makes_its_cell_search_again(
+        tmp_path, mnist_like_root, error, starts_again):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from replaymask.experiments.search import (
+        SEARCH_TRIAL_FAILURE,
+        _trial_settings,
+        cell_seed,
+    )
+    from replaymask.experiments.store import ResultsStore
+
+    path = tmp_path / "search.yaml"
+    path.write_text(SEARCH.replace("gms: [false, true]", "gms: false"))
+    search = read_search(path)
+    cell, db, journal = search.cells[0], tmp_path / "runs.db", tmp_path / "search.journal"
+    # an older search's first trial: its seed-0 run failed, and the trial with it
+    study = optuna.create_study(
+        study_name=cell_key(cell), direction="maximize",
+        storage=JournalStorage(JournalFileBackend(str(journal))),
+        sampler=optuna.samplers.TPESampler(seed=cell_seed(cell), multivariate=True,
+                                           n_startup_trials=search.startup_trials))
+    trial = study.ask({d.name: d.distribution() for d in search.dimensions(cell)})
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    config = _trial_settings(search.source, search, cell, trial.params, 0)
+    store = ResultsStore(db)
+    store.record(config.hash, config.to_dict(), error=error + SEARCH_TRIAL_FAILURE)
+    store.close()
+    (outcome,) = run_search(search, db, journal, workers=1, progress=False,
+                            data_root=str(mnist_like_root), test=False)
+    values = [value for _, value in outcome.trials]
+    row = sqlite3.connect(db).execute("SELECT status, attempts FROM runs WHERE config_hash = ?",
+                                      (config.hash,)).fetchone()
+    if starts_again:  # a fresh study with the same seed: its first trial is the same run
+        assert len(values) == 3 and None not in values
+        assert row == ("done", 2)
+    else:  # a diverged trial is a failed trial, as the plan says
+        assert len(values) == 3 and values[0] is None
+        assert row == ("failed", 1)

@@ -455,10 +455,14 @@ def _search(args: argparse.Namespace) -> int:
 
         require_writable(flag, path.parent)
     _open_store(args.db, create=True).close()
-    outcomes = searches.run_search(planned, args.db, journal, workers=args.workers,
-                                   progress=not args.no_progress,
-                                   data_root=_text(args.data_root),
-                                   test=not args.no_test_runs)
+    try:
+        outcomes = searches.run_search(planned, args.db, journal, workers=args.workers,
+                                       progress=not args.no_progress,
+                                       data_root=_text(args.data_root),
+                                       test=not args.no_test_runs)
+    except searches.RunCrashed as error:
+        print(f"replaymask: error: search: {error}", file=sys.stderr)
+        return 1
     for outcome in outcomes:
         chosen = outcome.selected
         failed = sum(value is None for _, value in outcome.trials)

@@ -246,7 +246,11 @@ def run_search(search: Search, db: str | Path, journal: str | Path, workers: int
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 kind, cell = pending.pop(future)
-                result = future.result()
+                try:
+                    result = future.result()
+                except RunCrashed:  # stop: what is running finishes, nothing new starts
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
                 if kind != "search":
                     continue
                 outcomes[cell_key(cell)] = result
@@ -276,7 +280,8 @@ def _test_runs(configs: list, db: str, data_root: str | None) -> int:
     ran = 0
     try:
         for config in configs:
-            if store.outcome(config.hash) is None:
+            found = store.outcome(config.hash)
+            if found is None or crashed(found):
                 _record_run(store, config, data_root, trial=False)
                 ran += 1
     finally:
@@ -306,6 +311,16 @@ def _search_cell(search: Search, cell: dict, db: str, journal: str,
     dimensions = {d.name: d.distribution() for d in search.dimensions(cell)}
     store = ResultsStore(db, create=True)
     try:
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if any(not _diverged(trial.params, search, cell, store) for trial in failed):
+            # a trial failed by a crash (recorded before RunCrashed): the cell's search
+            # starts again from its seed, as if the crash had not happened; the journal
+            # keeps the deleted study's trials
+            optuna.delete_study(study_name=cell_key(cell), storage=storage)
+            sampler = optuna.samplers.TPESampler(seed=cell_seed(cell), multivariate=True,
+                                                 n_startup_trials=search.startup_trials)
+            study = optuna.create_study(study_name=cell_key(cell), storage=storage,
+                                        sampler=sampler, direction="maximize")
         for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             _score(study, stale.number, stale.params, search, cell, store, data_root)
         while len(study.get_trials(deepcopy=False, states=(
@@ -320,6 +335,16 @@ def _search_cell(search: Search, cell: dict, db: str, journal: str,
             outcome.trials.append((dict(trial.params),
                                    trial.value if trial.state == TrialState.COMPLETE else None))
     return outcome
+
+
+def _diverged(params: dict, search: Search, cell: dict, store) -> bool:
+    """Whether a failed trial failed as the plan means it: one of its runs diverged."""
+    for seed in search.seeds:
+        found = store.outcome(_trial_settings(search.source, search, cell, _plain(params),
+                                              seed).hash)
+        if found is not None and found[0] == "failed" and not crashed(found):
+            return True
+    return False
 
 
 def read_outcomes(search: Search, journal: str | Path) -> list[CellOutcome]:
@@ -366,7 +391,9 @@ def _score(study, number: int, params: dict, search: Search, cell: dict, store,
     values = []
     for seed in search.seeds:
         config = _trial_settings(search.source, search, cell, _plain(params), seed)
-        found = store.outcome(config.hash) or _record_run(store, config, data_root)
+        found = store.outcome(config.hash)
+        if found is None or crashed(found):  # a crash recorded before this rule: run again
+            found = _record_run(store, config, data_root)
         if found[0] != "done":
             study.tell(number, state=TrialState.FAIL)
             return
@@ -374,20 +401,40 @@ def _score(study, number: int, params: dict, search: Search, cell: dict, store,
     study.tell(number, statistics.fmean(values))
 
 
+class RunCrashed(RuntimeError):
+    """A search's run raised something other than a divergence: a defect to fix, not an
+    outcome of the trial (docs/study/plan.md section 2: a failed trial is one with a
+    diverged run); nothing is recorded for it, and the trial stays open."""
+
+
+def crashed(outcome: tuple) -> bool:
+    """Whether a stored (status, result, error) is a failure other than a divergence (as
+    searches before :class:`RunCrashed` recorded them)."""
+    return outcome[0] == "failed" and not (outcome[2] or "").startswith("DivergenceError")
+
+
 def _record_run(store, config, data_root, trial: bool = True) -> tuple:
     """Run ``config`` and record it in ``store`` as a sweep worker would: the outcome
-    (status, result, error); a search trial's failure is marked as such."""
+    (status, result, error); a diverged trial run's failure is marked as such, and any
+    other exception is raised as :class:`RunCrashed`, unrecorded."""
+    from ..core.results import DivergenceError
     from .execution import RunOptions, execute
 
     try:
         result = execute(config, options=RunOptions(
             data_root=data_root, download=False, progress=False, threads=1)).to_dict()
-    except Exception as error:  # recorded like a sweep worker's failure
+    except Exception as error:
         where = traceback.extract_tb(error.__traceback__)[-1]
         message = (f"{type(error).__name__}: {error} "
-                   f"({Path(where.filename).name}:{where.lineno})"
-                   + (SEARCH_TRIAL_FAILURE if trial else ""))
-        store.record(config.hash, config.to_dict(), error=message)
+                   f"({Path(where.filename).name}:{where.lineno})")
+        if not isinstance(error, DivergenceError):  # a defect, not an outcome
+            raise RunCrashed(f"a {'trial' if trial else 'test'} run ({config.model} on "
+                             f"{config.dataset}, buffer {config.buffer_size}, seed "
+                             f"{config.seed}, config {config.hash}) crashed: {message}; "
+                             "nothing was recorded for it: fix the cause and run the "
+                             "search again (it resumes)") from None
+        message += SEARCH_TRIAL_FAILURE if trial else ""
+        store.record(config.hash, config.to_dict(), error=message)  # as a sweep worker would
         return "failed", None, message
     store.record(config.hash, config.to_dict(), result=result)
     return "done", result, None
