@@ -245,3 +245,31 @@ def test_a_trial_failed_by_a_crash_before_the_rule_makes_its_cell_search_again(
     else:  # a diverged trial is a failed trial, as the plan says
         assert len(values) == 3 and values[0] is None
         assert row == ("failed", 1)
+
+
+def test_the_report_names_the_plan_its_commit_and_the_searchs_first_run(tmp_path,
+                                                                        mnist_like_root):
+    import subprocess
+
+    from replaymask import cli
+
+    path = tmp_path / "search.yaml"
+    path.write_text(SEARCH.replace("gms: [false, true]", "gms: false"))
+    plan = tmp_path / "plan.md"
+    plan.write_text("# the plan\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "add", "plan.md"], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-qm", "plan"], check=True)
+    commit = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short", "HEAD"],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    db, journal = tmp_path / "runs.db", tmp_path / "search.journal"
+    run_search(read_search(path), db, journal, workers=1, progress=False,
+               data_root=str(mnist_like_root), test=False)
+    first = min(row[0] for row in sqlite3.connect(db).execute("SELECT finished_at FROM runs"))
+    out = tmp_path / "report"
+    assert cli.main(["report", "--db", str(db), "--out", str(out), "--no-plots",
+                     "--search", str(path), "--journal", str(journal)]) == 0
+    text = (out / "tuned.md").read_text()
+    assert f"The plan: {plan}, first committed in {commit} at " in text
+    assert f"the search's first trial run finished at {first}." in text

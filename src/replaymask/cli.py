@@ -539,7 +539,7 @@ def _report(args: argparse.Namespace) -> int:
 
     failed = [row["config"] for row in store.runs("failed")  # a search's: reported in F1
               if not (row["error"] or "").endswith(SEARCH_TRIAL_FAILURE)]
-    tuned = None
+    tuned, plan = None, ""
     if args.search is not None:
         from .experiments import search as searches
         from .experiments.sweep import SweepError
@@ -553,6 +553,14 @@ def _report(args: argparse.Namespace) -> int:
         if not journal.is_file():
             raise ConfigError(f"--journal {str(journal)!r}: no such search journal")
         tuned = tuned_pairs(planned, searches.read_outcomes(planned, journal), store.outcome)
+        from .experiments.report import is_search_trial
+        from .experiments.tuned import plan_line
+
+        plan_file = args.search.parent / "plan.md"
+        if plan_file.is_file():
+            first = min((row["finished_at"] for row in store.runs("done")
+                         if is_search_trial(row["result"])), default=None)
+            plan = plan_line(plan_file, first)
     analyses = None
     if args.mechanism is not None:
         from .experiments import mechanism
@@ -565,7 +573,7 @@ def _report(args: argparse.Namespace) -> int:
             raise ConfigError(f"--mechanism {str(args.mechanism)!r}: no */analysis.json "
                               "in it (replaymask analyze --out writes them)")
     for path in write_report(results, args.out, plots=not args.no_plots, failed=failed,
-                             tuned=tuned):
+                             tuned=tuned, plan=plan):
         print(f"wrote {path}")
     if analyses is not None:
         from .core.results import atomic_write

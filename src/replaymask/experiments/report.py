@@ -185,7 +185,8 @@ def paired_csv(cells: list[Cell], found: dict[str, list[PairedDifference]] | Non
 
 
 def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
-                 failed: list[dict] = (), tuned: list | None = None) -> list[Path]:
+                 failed: list[dict] = (), tuned: list | None = None,
+                 plan: str = "") -> list[Path]:
     """Write report.md, report.csv, paired.csv and (with matplotlib) PNG plots from the
     finished runs' results and the configurations of the ``failed`` (diverged) runs;
     returns the paths.
@@ -196,9 +197,10 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
     hyper-parameter selection table. One Holm family spans every comparison shown.
     ``tuned`` (:func:`replaymask.experiments.tuned.tuned_pairs`): the tuned-against-tuned
     comparisons, shown first, with their own family's correction and the whole report's
-    (``tuned.md`` and ``tuned.csv`` too). Beside them: ``families.md`` (the study's
-    families, :mod:`.families`) and, where the runs allow, ``m_curve.md`` and
-    ``ss_replay.md`` (:mod:`.summaries`)."""
+    (``tuned.md`` and ``tuned.csv`` too), after ``plan`` (a sentence naming the plan, its
+    commit and the search's first run: :func:`.tuned.plan_line`). Beside them:
+    ``families.md`` (the study's families, :mod:`.families`) and, where the runs allow,
+    ``m_curve.md`` and ``ss_replay.md`` (:mod:`.summaries`)."""
     trials = [r for r in results if is_search_trial(r)]  # a search's, reported in F1
     results = [r for r in results if not is_search_trial(r)]
     cells = group_runs(results, failed)
@@ -222,7 +224,7 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
     if tuned is not None:
         from . import tuned as tuning
 
-        table = TUNED_TEXT + tuning.markdown_table(tuned, found["class_il"])
+        table = TUNED_TEXT + plan + tuning.markdown_table(tuned, found["class_il"])
         text += "## Tuned against tuned (F1)\n\n" + table + "\n## The runs\n\n"
         written += [out_dir / "tuned.md", out_dir / "tuned.csv"]
         atomic_write(written[-2], "# Tuned against tuned (F1)\n\n" + table)

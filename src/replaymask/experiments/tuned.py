@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.methods import declaration
 from .search import CellOutcome, Search, selection_configs
@@ -163,3 +164,24 @@ def _p(value) -> str:
 
 def _number(value, digits: str = ".4f") -> str:
     return "" if value is None else f"{value:{digits}}"
+
+
+def plan_line(plan: Path, first_run: str | None) -> str:
+    """One sentence for the F1 table: the plan beside the search file, the commit that
+    first added it and when (from git, where the plan is in a repository), and when the
+    search's first trial run finished (from the database), so a reader can check that the
+    plan came first."""
+    import subprocess
+
+    added = ""
+    try:
+        found = subprocess.run(
+            ["git", "log", "--diff-filter=A", "--format=%h %cI", "--", plan.name],
+            cwd=plan.parent, capture_output=True, text=True, timeout=30, check=True)
+        lines = found.stdout.split()
+        if len(lines) >= 2:
+            added = f", first committed in {lines[-2]} at {lines[-1]}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    first = f"; the search's first trial run finished at {first_run}" if first_run else ""
+    return f"The plan: {plan}{added or ' (not found in a git repository)'}{first}.\n\n"
