@@ -169,8 +169,10 @@ def test_tuned_pairs_compare_each_sides_selection_on_the_same_test_seeds(tmp_pat
     assert (difference.pairs, difference.mean) == (3, pytest.approx(3.0))
     assert difference.p_holm == difference.p  # a family of one
     assert complete[0].gms == {"lr": 0.1, "minibatch_size": 32, "gms_mask_value": "-inf"}
+    # each side's mean over the paired seeds 10-12: 70, 71, 72 without GMS; 72, 74, 76 with it
+    assert complete[0].means["class_il"] == (pytest.approx(71.0), pytest.approx(74.0))
     table = markdown_table(pairs)
-    assert "search under way" in table and "+3.00 [" in table
+    assert "search under way" in table and "| 71.00 / 74.00 | +3.00 [" in table
 
 
 def test_a_crashed_run_stops_the_search_unrecorded_and_the_search_resumes(tmp_path,
@@ -267,9 +269,17 @@ def test_the_report_names_the_plan_its_commit_and_the_searchs_first_run(tmp_path
     run_search(read_search(path), db, journal, workers=1, progress=False,
                data_root=str(mnist_like_root), test=False)
     first = min(row[0] for row in sqlite3.connect(db).execute("SELECT finished_at FROM runs"))
+    path.write_text(SEARCH)  # both sides now: the pair's test runs follow
+    run_search(read_search(path), db, journal, workers=1, progress=False,
+               data_root=str(mnist_like_root))
     out = tmp_path / "report"
     assert cli.main(["report", "--db", str(db), "--out", str(out), "--no-plots",
                      "--search", str(path), "--journal", str(journal)]) == 0
     text = (out / "tuned.md").read_text()
     assert f"The plan: {plan}, first committed in {commit} at " in text
     assert f"the search's first trial run finished at {first}." in text
+    assert "| seq-mnist | ER | 10 |" in text  # the pair, in F1
+    report = (out / "report.md").read_text()  # and its 6 test runs nowhere else
+    assert "(and 6 test runs of a search's selections, reported in the tuned" in report
+    runs = report.split("## The runs")[1].split("## Effect of GMS")[0]
+    assert "lr=" not in runs and "0 finished runs" in report

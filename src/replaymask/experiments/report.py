@@ -202,7 +202,8 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
     ``families.md`` (the study's families, :mod:`.families`) and, where the runs allow,
     ``m_curve.md`` and ``ss_replay.md`` (:mod:`.summaries`)."""
     trials = [r for r in results if is_search_trial(r)]  # a search's, reported in F1
-    results = [r for r in results if not is_search_trial(r)]
+    selections = [r for r in results if is_search_test_run(r)]  # F1's pairs
+    results = [r for r in results if not is_search_trial(r) and not is_search_test_run(r)]
     cells = group_runs(results, failed)
     protocol = [c for c in cells if not c.scenario]
     validation = [c for c in cells if "validation" in c.scenario]
@@ -218,6 +219,8 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
             + (f", {len(failed)} diverged" if failed else "")
             + (f" (and {len(trials)} runs of search trials, on the validation split, "
                "reported by what they selected)" if trials else "")
+            + (f" (and {len(selections)} test runs of a search's selections, reported in "
+               "the tuned-against-tuned table only)" if selections else "")
             + f"; finished runs per cell: {', '.join(map(str, seeds))}. Cells: Class-IL / "
             "Task-IL average accuracy (%) after the last task, mean ± sample std over "
             "the finished runs, and how many diverged.\n\n")
@@ -262,6 +265,13 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
         from . import plots as plotting
         written += plotting.write_all([c for c in protocol if c.results], out_dir)
     return written
+
+
+def is_search_test_run(result: dict) -> bool:
+    """A test run of a search's selection (``replaymask search``): reported in the
+    tuned-against-tuned table, where its pair is, not among the cells of the grid."""
+    origin = result.get("provenance", {}).get("origin", "")
+    return origin.startswith("search file ") and origin.endswith("a selection's test run")
 
 
 def is_search_trial(result: dict) -> bool:

@@ -12,6 +12,7 @@ a diverged test run leaves its seed out, and is counted.
 from __future__ import annotations
 
 import io
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class TunedPair:
     diverged: int  # test runs of either side that diverged
     missing: int  # test runs not yet in the database
     comparisons: dict  # setting -> PairedDifference
+    means: dict = None  # setting -> (the baseline's mean, GMS's), over the paired seeds
 
 
 def tuned_pairs(search: Search, outcomes: list[CellOutcome], outcome_of) -> list[TunedPair]:
@@ -54,15 +56,18 @@ def tuned_pairs(search: Search, outcomes: list[CellOutcome], outcome_of) -> list
         if not (runs[False] and runs[True]):  # a search under way: nothing to pair yet
             runs = {False: [], True: []}
         values, diverged, missing = {s: {} for s in SETTINGS}, 0, 0
+        accuracies = {s: ([], []) for s in SETTINGS}
         for config_base, config_gms in zip(runs[False], runs[True], strict=True):
             found = [outcome_of(config.hash) for config in (config_base, config_gms)]
             missing += sum(f is None for f in found)
             diverged += sum(f is not None and f[0] == "failed" for f in found)
             if all(f is not None and f[0] == "done" for f in found):
                 for setting in SETTINGS:
-                    values[setting][config_base.seed] = (
-                        found[1][1]["metrics"][setting]["average_accuracy"]
-                        - found[0][1]["metrics"][setting]["average_accuracy"])
+                    base_value, gms_value = (f[1]["metrics"][setting]["average_accuracy"]
+                                             for f in found)
+                    values[setting][config_base.seed] = gms_value - base_value
+                    accuracies[setting][0].append(base_value)
+                    accuracies[setting][1].append(gms_value)
         complete = runs[False] and runs[True] and not missing
         cell = base.cell
         label = declaration(cell["model"]).label
@@ -75,7 +80,10 @@ def tuned_pairs(search: Search, outcomes: list[CellOutcome], outcome_of) -> list
                                if base.selected else {},
                                dict(masked.selected[0]) if masked.selected else {},
                                diverged, missing if runs[False] and runs[True] else -1,
-                               comparisons))
+                               comparisons,
+                               {setting: tuple(statistics.fmean(side) for side in sides)
+                                for setting, sides in accuracies.items()
+                                if setting in comparisons}))
     for setting in SETTINGS:  # one family per setting, over the pairs compared
         compared = [p for p in pairs if setting in p.comparisons]
         adjusted = with_holm([p.comparisons[setting] for p in compared])
@@ -101,9 +109,10 @@ def markdown_table(pairs: list[TunedPair], others: list[PairedDifference] = ()) 
     outcome; pairs not yet complete are listed with what they wait for."""
     whole = whole_table_holm(pairs, list(others))
     lines = ["| dataset | method | buffer | baseline's selection | GMS's selection | seeds | "
-             "Class-IL difference [95% CI] | p | p (Holm, F1) | p (Holm, whole report) | "
-             "d_z | TOST p (Holm, F1) | outcome | Task-IL difference [95% CI] |",
-             "|---" * 14 + "|"]
+             "Class-IL, baseline / GMS | Class-IL difference [95% CI] | p | p (Holm, F1) | "
+             "p (Holm, whole report) | d_z | TOST p (Holm, F1) | outcome | "
+             "Task-IL difference [95% CI] |",
+             "|---" * 15 + "|"]
     order = {name: i for i, name in enumerate(("sgd", "er", "der", "derpp", "er_ace"))}
     for index, pair in sorted(enumerate(pairs), key=lambda item: (
             item[1].dataset, order.get(item[1].method, 99), item[1].buffer_size or 0)):
@@ -114,12 +123,14 @@ def markdown_table(pairs: list[TunedPair], others: list[PairedDifference] = ()) 
         if class_il is None:
             wait = ("search under way" if pair.missing < 0
                     else f"{pair.missing} test runs to run")
-            lines.append("| " + " | ".join([*head, "", wait] + [""] * 7) + " |")
+            lines.append("| " + " | ".join([*head, "", "", wait] + [""] * 7) + " |")
             continue
         task_il = pair.comparisons.get("task_il")
         seeds = str(class_il.pairs) + (f" ({pair.diverged} diverged)" if pair.diverged else "")
+        base_mean, gms_mean = pair.means["class_il"]
         lines.append("| " + " | ".join([
-            *head, seeds, _interval(class_il), _p(class_il.p), _p(class_il.p_holm),
+            *head, seeds, f"{base_mean:.2f} / {gms_mean:.2f}", _interval(class_il),
+            _p(class_il.p), _p(class_il.p_holm),
             _p(whole.get(index)), "" if class_il.dz is None else f"{class_il.dz:+.2f}",
             _p(class_il.p_equivalent_holm), class_il.outcome,
             _interval(task_il) if task_il else ""]) + " |")
@@ -132,13 +143,15 @@ def csv_table(pairs: list[TunedPair]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["dataset", "method", "buffer_size", "setting", "baseline", "gms",
-                     "pairs", "diverged", "mean_difference", "ci95_low", "ci95_high", "p",
-                     "p_holm_f1", "dz", "p_equivalent", "p_equivalent_holm_f1", "outcome"])
+                     "pairs", "diverged", "baseline_mean", "gms_mean", "mean_difference",
+                     "ci95_low", "ci95_high", "p", "p_holm_f1", "dz", "p_equivalent",
+                     "p_equivalent_holm_f1", "outcome"])
     for pair in pairs:
         for setting, d in pair.comparisons.items():
             writer.writerow([pair.dataset, pair.method, pair.buffer_size, setting,
                              _settings(pair.baseline), _settings(pair.gms), d.pairs,
-                             pair.diverged, f"{d.mean:.4f}", _number(d.low), _number(d.high),
+                             pair.diverged, *(f"{m:.4f}" for m in pair.means[setting]),
+                             f"{d.mean:.4f}", _number(d.low), _number(d.high),
                              _number(d.p, ".6g"), _number(d.p_holm, ".6g"), _number(d.dz),
                              _number(d.p_equivalent, ".6g"),
                              _number(d.p_equivalent_holm, ".6g"), d.outcome])
