@@ -117,3 +117,11 @@ def test_report_refuses_a_mechanism_folder_without_analyses(tmp_path, capsys, st
     err = capsys.readouterr().err
     assert code == 2 and "no */analysis.json" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "mechanism.md").exists()
+
+
+def test_report_refuses_a_mechanism_folder_that_does_not_exist(tmp_path, capsys, study_db):
+    code = cli.main(["report", "--db", str(study_db), "--out", str(tmp_path / "r"),
+                     "--no-plots", "--mechanism", str(tmp_path / "missing")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.endswith("missing': no such folder") and "\n" not in err
+    assert not (tmp_path / "r").exists()  # refused before anything was written

@@ -526,7 +526,8 @@ def _report(args: argparse.Namespace) -> int:
     from .experiments.report import write_report
 
     store = _open_store(args.db, create=False)
-    results = [row["result"] for row in store.runs("done")]
+    finished = store.runs("done")
+    results = [row["result"] for row in finished]
     if not results:
         raise ConfigError(f"{args.db} holds no finished runs to report")
     if not args.no_plots:
@@ -553,18 +554,19 @@ def _report(args: argparse.Namespace) -> int:
         if not journal.is_file():
             raise ConfigError(f"--journal {str(journal)!r}: no such search journal")
         tuned = tuned_pairs(planned, searches.read_outcomes(planned, journal), store.outcome)
-        from .experiments.report import is_search_trial
         from .experiments.tuned import plan_line
 
         plan_file = args.search.parent / "plan.md"
         if plan_file.is_file():
-            first = min((row["finished_at"] for row in store.runs("done")
-                         if is_search_trial(row["result"])), default=None)
+            first = min((row["finished_at"] for row in finished
+                         if searches.is_trial_run(row["result"])), default=None)
             plan = plan_line(plan_file, first)
     analyses = None
     if args.mechanism is not None:
         from .experiments import mechanism
 
+        if not args.mechanism.is_dir():
+            raise ConfigError(f"--mechanism {str(args.mechanism)!r}: no such folder")
         try:
             analyses = mechanism.read_analyses(args.mechanism)
         except (ValueError, KeyError, OSError) as error:

@@ -69,11 +69,13 @@ def markdown(variants: dict[str, list[dict]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _interval(value) -> str:
+def _interval(value, digits: int | None = None) -> str:
+    """``mean [low, high]`` of a (mean, low, high), with 2 decimals from 1 up and 4 below
+    (or ``digits``); '' for None."""
     if value is None:
         return ""
     mean, low, high = value
-    digits = 2 if abs(mean) >= 1 else 4
+    digits = digits if digits is not None else 2 if abs(mean) >= 1 else 4
     if low is None:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
@@ -175,7 +177,8 @@ def gms_changes(analyses) -> dict[tuple[str, str, int], dict]:
 def ablation_markdown(analyses) -> str:
     """mechanism.md: family F3 (the plan's test of the causal clause), then what GMS changes
     in each instrumented variant."""
-    from .tuned import _interval, _p
+    from .tuned import _interval as _difference
+    from .tuned import _p
 
     tests = ablation_tests(analyses)
     lines = [
@@ -203,7 +206,7 @@ def ablation_markdown(analyses) -> str:
         verdict = "yes" if agrees else ("no: the opposite" if d.significant else "not shown")
         lines.append("| " + " | ".join([
             d.label, method, d.dataset, str(d.buffer_size), direction, str(d.pairs),
-            _interval(d), _p(d.p), _p(d.p_holm),
+            _difference(d), _p(d.p), _p(d.p_holm),
             "" if d.dz is None else f"{d.dz:+.2f}", verdict]) + " |")
     lines += ["", *(f"- {name}: {text}" for name, (_, _, text) in what.items()), "",
               "## What GMS changes in each instrumented variant", "",
@@ -218,16 +221,11 @@ def ablation_markdown(analyses) -> str:
     for (name, dataset, buffer_size), found in sorted(
             changes.items(), key=lambda item: (item[0][1], item[0][2],
                                                order.get(item[0][0], 99), item[0][0])):
-        cells = [_interval(found[q]) if found[q] else "" for q in
+        cells = [_difference(found[q]) if found[q] else "" for q in
                  ("class_il", "into_earlier_task", "into_later_task")]
-        ratio = found["later_ratio"]
-        cells.append("" if ratio is None else _interval_of(ratio))
-        cells += [_interval(found[q]) if found[q] else "" for q in
+        cells.append(_interval(found["later_ratio"], digits=2))
+        cells += [_difference(found[q]) if found[q] else "" for q in
                   ("test_into_earlier", "test_into_later")]
         lines.append(f"| {name} | {dataset} | {buffer_size} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
-
-def _interval_of(value) -> str:
-    mean, low, high = value
-    return f"{mean:.2f}" if low is None else f"{mean:.2f} [{low:.2f}, {high:.2f}]"

@@ -17,6 +17,7 @@ from .cells import (
     row_order,
     variant_of,
 )
+from .search import is_selection_test_run, is_trial_run
 from .stats import PairedDifference, gms_comparisons
 
 SETTINGS = ("class_il", "task_il")
@@ -201,9 +202,9 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
     commit and the search's first run: :func:`.tuned.plan_line`). Beside them:
     ``families.md`` (the study's families, :mod:`.families`) and, where the runs allow,
     ``m_curve.md`` and ``ss_replay.md`` (:mod:`.summaries`)."""
-    trials = [r for r in results if is_search_trial(r)]  # a search's, reported in F1
-    selections = [r for r in results if is_search_test_run(r)]  # F1's pairs
-    results = [r for r in results if not is_search_trial(r) and not is_search_test_run(r)]
+    trials = [r for r in results if is_trial_run(r)]  # a search's, reported in F1
+    selections = [r for r in results if is_selection_test_run(r)]  # F1's pairs
+    results = [r for r in results if not is_trial_run(r) and not is_selection_test_run(r)]
     cells = group_runs(results, failed)
     protocol = [c for c in cells if not c.scenario]
     validation = [c for c in cells if "validation" in c.scenario]
@@ -265,22 +266,6 @@ def write_report(results: list[dict], out_dir: str | Path, plots: bool = True,
         from . import plots as plotting
         written += plotting.write_all([c for c in protocol if c.results], out_dir)
     return written
-
-
-def is_search_test_run(result: dict) -> bool:
-    """A test run of a search's selection (``replaymask search``): reported in the
-    tuned-against-tuned table, where its pair is, not among the cells of the grid."""
-    origin = result.get("provenance", {}).get("origin", "")
-    return origin.startswith("search file ") and origin.endswith("a selection's test run")
-
-
-def is_search_trial(result: dict) -> bool:
-    """A run of a search's trial (``replaymask search``): on a validation split, made by a
-    search file; the tuned-against-tuned section reports what it selected."""
-    origin = result.get("provenance", {}).get("origin", "")
-    return bool(result["config"].get("validation_fraction")) and origin.startswith(
-        "search file ")
-
 
 
 def scenario_tables(protocol: list[Cell], scenarios: list[Cell],

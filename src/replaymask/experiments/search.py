@@ -44,6 +44,8 @@ from .store import ResultsStore
 from .sweep import SweepError, load_document
 
 SEARCH_TRIAL_FAILURE = " [a search trial's run]"  # ends a failed trial run's error
+ORIGIN = "search file "  # how the provenance origin of every run a search makes begins
+SELECTION_TEST_RUN = ", a selection's test run"  # and how a selection's test run's ends
 SEARCH_KEYS = {"cells", "space", "trials", "startup_trials", "seeds", "validation_fraction",
                "test_seeds", "import"}
 
@@ -204,7 +206,7 @@ def _trial_settings(path, search: Search, cell: dict, params: dict, seed: int):
     settings = {**cell, **params, "seed": seed,
                 "validation_fraction": search.validation_fraction}
     try:
-        return resolve(settings, origin=f"search file {Path(path).name}")
+        return resolve(settings, origin=f"{ORIGIN}{Path(path).name}")
     except ConfigError as error:
         raise SweepError(f"{path}: cell {cell_key(cell)}: {error}") from None
 
@@ -263,6 +265,20 @@ def run_search(search: Search, db: str | Path, journal: str | Path, workers: int
                         pending[pool.submit(_test_runs, configs, str(db), data_root)] = (
                             "test", cell)
     return [outcomes[cell_key(cell)] for cell in search.cells]
+
+
+def is_trial_run(result: dict) -> bool:
+    """A run of a search's trial: on a validation split, made by a search file; the
+    tuned-against-tuned table reports what it selected."""
+    origin = result.get("provenance", {}).get("origin", "")
+    return bool(result["config"].get("validation_fraction")) and origin.startswith(ORIGIN)
+
+
+def is_selection_test_run(result: dict) -> bool:
+    """A test run of a search's selection: reported in the tuned-against-tuned table, where
+    its pair is, not among the cells of a grid."""
+    origin = result.get("provenance", {}).get("origin", "")
+    return origin.startswith(ORIGIN) and origin.endswith(SELECTION_TEST_RUN)
 
 
 def pair_key(cell: dict) -> str:
@@ -379,7 +395,7 @@ def selection_configs(search: Search, outcome: CellOutcome):
     if len(outcome.trials) < search.trials or chosen is None:
         return []
     return [resolve({**outcome.cell, **_plain(chosen[0]), "seed": seed},
-                    origin=f"search file {Path(search.source).name}, a selection's test run")
+                    origin=f"{ORIGIN}{Path(search.source).name}{SELECTION_TEST_RUN}")
             for seed in search.test_seeds]
 
 
