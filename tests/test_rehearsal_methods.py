@@ -2,6 +2,7 @@
 checked against its definition, and the hooks the training loop calls."""
 
 import copy
+from functools import partial
 
 import numpy as np
 import pytest
@@ -126,7 +127,10 @@ def test_gem_projection_is_the_nearest_gradient_meeting_every_memory_constraint(
     rng = np.random.default_rng(0)
     memories = rng.normal(size=(3, 40))
     gradient = -memories.sum(0) + 0.1 * rng.normal(size=40)  # violates all three
-    projected = project_to_cone(gradient, memories, margin=0.0)
+    as_tensor = partial(torch.tensor, dtype=torch.float32)
+    projected = project_to_cone(as_tensor(gradient), as_tensor(memories), margin=0.0)
+    assert projected.dtype == torch.float32  # the gradients' own dtype
+    projected = projected.double().numpy()
     # the exact projection onto {x: memories @ x >= 0}: its dual is a non-negative least
     # squares problem; GEM's 1e-3 on the Gram matrix's diagonal leaves it ~1e-3 away
     dual, _ = nnls(memories.T, -gradient)
@@ -134,8 +138,8 @@ def test_gem_projection_is_the_nearest_gradient_meeting_every_memory_constraint(
     assert np.abs(projected - exact).max() < 1e-2
     assert (memories @ projected > -1e-2).all() and (memories @ gradient < -20).all()
     # the margin pushes the update further into the cone
-    pushed = project_to_cone(gradient, memories, margin=5.0)
-    assert (memories @ pushed > memories @ projected).all()
+    pushed = project_to_cone(as_tensor(gradient), as_tensor(memories), margin=5.0)
+    assert (memories @ pushed.double().numpy() > memories @ projected).all()
 
 
 def test_gem_updates_never_raise_any_earlier_tasks_memory_loss_to_first_order(tiny):
@@ -422,31 +426,32 @@ def test_mer_with_two_inner_steps_interpolates_each_from_where_it_began(tiny):
 def test_gss_scores_items_by_gradient_similarity_with_per_item_gradients(tiny):
     method = make("gss", tiny, buffer_size=10, gss_minibatch_size=4)
     inputs, labels = task_data(tiny, 0, 4).inputs, task_data(tiny, 0, 4).labels
-    vectorised = method.per_item_gradients(inputs, labels)
+    vectorised = torch.cat(method.per_item_gradients(inputs, labels), 1)
     for row in range(4):
         one = gradient_of(method, lambda net, r=row: F.cross_entropy(
             net(tiny.prepare(inputs[r:r + 1])), labels[r:r + 1]))
         assert torch.allclose(vectorised[row], one, atol=1e-6)
-    batch = method.batch_gradient(inputs, labels)
+    batch = torch.cat(method.batch_gradient(inputs, labels), 1)[0]
     assert torch.allclose(batch, vectorised.mean(0), atol=1e-6)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_gss_item_similarities_are_torchs_cosine_similarity_bit_for_bit(threads):
-    from replaymask.core.methods.gss import pairwise_cosine_similarity
+def test_gss_similarities_on_per_parameter_blocks_are_those_of_the_flat_gradients():
+    from replaymask.core.methods.gss import cosine_similarities, similarity_score
 
     generator = torch.Generator().manual_seed(0)
     rows, memory = torch.randn(37, 5000, generator=generator), torch.randn(6, 5000,
                                                                           generator=generator)
     rows[3] = 0  # a zero gradient: the norm clamped at eps, similarity 0
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        broadcast = F.cosine_similarity(rows.unsqueeze(1), memory.unsqueeze(0), dim=2)
-        for chunk in (1, 16, 64):  # the stored runs' scores depend on every bit
-            assert torch.equal(pairwise_cosine_similarity(rows, memory, chunk), broadcast)
-    finally:
-        torch.set_num_threads(previous)
+    memory[1] = 3 * rows[5]  # the same direction: similarity 1
+    sizes = [3000, 7, 1990, 3]  # blocks, as the parameters split the flat gradient
+    blocks = list(rows.split(sizes, 1)), list(memory.split(sizes, 1))
+    similarities = cosine_similarities(*blocks)
+    flat = F.cosine_similarity(rows.unsqueeze(1), memory.unsqueeze(0), dim=2)
+    assert similarities.shape == (37, 6)
+    assert torch.allclose(similarities, flat, atol=1e-6)  # another order of summation
+    assert (similarities[3] == 0).all() and similarities[5, 1] == pytest.approx(1, abs=1e-6)
+    one_row = [block[5:6] for block in blocks[0]]
+    assert similarity_score(one_row, blocks[1]) == pytest.approx(2, abs=1e-6)
 
 
 def test_the_gradient_selection_memory_evicts_redundant_items_and_keeps_novel_batches():
