@@ -62,6 +62,7 @@ class BiC(ContinualMethod):
         self.old_net, self.old_bias, self.bias = None, None, None
         self.validation = None
         self.split = None  # (task, memory items held out, task samples held out)
+        self._future = {}  # see future_classes
 
     def begin_task(self, task):
         if task > 0:
@@ -99,25 +100,33 @@ class BiC(ContinualMethod):
             with torch.no_grad():
                 old = self.corrected(self.old_net(inputs), self.old_bias, task - 1)[:, :past]
             temp = self.settings.temp
-            distillation = -(F.log_softmax(logits[:, :past] / temp, 1)
-                             * F.softmax(old / temp, 1)).sum(1).mean()
+            # the distillation -(log p * q).sum(1).mean(), its sign in the subtraction
+            cross = (F.log_softmax(logits[:, :past] / temp, 1)
+                     * F.softmax(old / temp, 1)).sum(1).mean()
             share = past / seen if self.settings.bic_lambda == "paper" else 1 / (task + 1)
-            loss = (1 - share) * loss + share * temp * temp * distillation
+            loss = (1 - share) * loss - share * temp * temp * cross
         self.update(loss)
         return loss.detach()
 
     def class_loss(self, logits, labels, seen):
         """CE over the classes seen; with GMS the new task's rows masked to their task."""
-        seen_only = torch.arange(logits.shape[1], device=logits.device) < seen
+        future = self.future_classes(seen, logits.shape[1], logits.device)
+        if not self.gms_rule.enabled:
+            return F.cross_entropy(logits.masked_fill(future, float("-inf")), labels)
         replayed = self.class_to_task[labels] < self.task
         live = self.gms_rule.live(labels, self.live_by_class, replayed=replayed)
-        if live is None:
-            return F.cross_entropy(logits.masked_fill(~seen_only, float("-inf")), labels)
         masked = self.gms_cross_entropy(logits, labels, live, reduction="none")
-        plain = F.cross_entropy(logits.masked_fill(~seen_only, float("-inf")), labels,
+        plain = F.cross_entropy(logits.masked_fill(future, float("-inf")), labels,
                                 reduction="none")
         masks_row = ~replayed | self.gms_rule.masks(replayed=True)
         return torch.where(masks_row, masked, plain).mean()
+
+    def future_classes(self, seen: int, classes: int, device) -> torch.Tensor:
+        """(classes,) bool: True for the classes after the first ``seen`` (made once)."""
+        key = (seen, classes, device)
+        if key not in self._future:
+            self._future[key] = torch.arange(classes, device=device) >= seen
+        return self._future[key]
 
     def corrected(self, logits, bias, task):
         """``logits`` with the bias layer ``bias`` = (a, b) applied to ``task``'s classes."""
