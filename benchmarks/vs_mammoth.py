@@ -511,6 +511,9 @@ def run_methods(args) -> int:
                                            ).replace("--seed 0", "--seed SEED")
                 tools[name] = lambda seed, o=specific, b=buffer: run_method_ours(
                     o, b, seed, scratch)
+            if args.ours_again_before:
+                set_aside_runs_before(record, args.ours_again_before, info["date"])
+                save()
             for seed in args.seeds:
                 for tool, run in tools.items():
                     if tool == "mammoth" and args.skip_mammoth:
@@ -552,6 +555,31 @@ def run_methods(args) -> int:
     print_method_table(records)
     print(f"wrote {args.out}")
     return 0
+
+
+def set_aside_runs_before(record: dict, revision: str, date: str) -> None:
+    """Move the record's replaymask runs (its own and its variants') recorded at a commit
+    that is not ``revision`` or a descendant of it to ``earlier_replaymask``, so that they
+    are run again with the current code."""
+    def before(run: dict) -> bool:
+        commit = run.get("replaymask_commit")
+        return commit is None or subprocess.run(
+            ["git", "merge-base", "--is-ancestor", revision, commit], cwd=REPO,
+            capture_output=True).returncode != 0
+    holders = [("replaymask", record["replaymask"])]
+    holders += [(variant["name"], variant) for variant in record.get("replaymask_variants", [])]
+    for name, holder in holders:
+        stale = [run for run in holder.get("runs", []) if before(run)]
+        if not stale:
+            continue
+        record.setdefault("earlier_replaymask", []).append(
+            {"name": name, "runs": stale, "superseded": f"{date[:10]}: run again after "
+             f"{revision}, which changed the method's arithmetic"})
+        kept = [run for run in holder["runs"] if not before(run)]
+        for key in ("seeds", "class_il", "task_il", "median_wall_s", "runs"):
+            holder.pop(key, None)
+        if kept:
+            holder.update(tool_summary(kept, record["seeds"]))
 
 
 def wait_for_quiet(limit_s: float = 900.0, quiet: float = 1.0) -> float:
@@ -731,6 +759,12 @@ def main() -> int:
     parser.add_argument("--quiet-load", type=float, default=1.0,
                         help="--speed: start each run once the 1-minute load average is "
                              "under this (waiting at most 15 minutes; default 1)")
+    parser.add_argument("--ours-again-before", metavar="REV", default=None,
+                        help="methods mode: run replaymask's side (and its variants) again "
+                             "where a run was recorded at a commit before REV (one that "
+                             "changed these methods' arithmetic); the earlier runs are kept "
+                             "under earlier_replaymask (resumable: runs recorded at REV or "
+                             "after are kept)")
     parser.add_argument("--skip-mammoth", action="store_true",
                         help="methods mode: run only replaymask's side (Mammoth's later)")
     parser.add_argument("--mammoth-timeout", nargs="*", default=[], metavar="METHOD=MINUTES",
