@@ -421,6 +421,22 @@ def test_mer_with_two_inner_steps_interpolates_each_from_where_it_began(tiny):
     assert torch.allclose(weights(method), expected, atol=1e-6)
 
 
+def test_mer_at_beta_and_gamma_one_is_exactly_one_sgd_step_per_sample(tiny):
+    from replaymask.core.methods.mer import weights_before
+
+    method = make("mer", tiny, lr=0.1, beta=1.0, gamma=1.0, batch_num=1)
+    method.begin_task(0)
+    inputs, labels = task_data(tiny, 0, 1).inputs, task_data(tiny, 0, 1).labels
+    gradient = gradient_of(method, lambda net: F.cross_entropy(net(tiny.prepare(inputs)), labels))
+    before = weights(method)
+    method.observe(inputs, labels)
+    # the interpolations are the identity: no rounding of theta_before + 1 (theta - ...);
+    # the step is the optimiser's p + (-lr) g, as add with alpha computes it
+    assert torch.equal(weights(method), before.add(gradient, alpha=-0.1))
+    assert weights_before(method.optimizer.params, 1.0) is None  # and no copy is made
+    assert len(weights_before(method.optimizer.params, 0.5)) == len(method.optimizer.params)
+
+
 # GSS
 
 def test_gss_scores_items_by_gradient_similarity_with_per_item_gradients(tiny):
