@@ -117,6 +117,13 @@ def test_a_bad_search_file_is_one_line_and_writes_nothing(tmp_path, text, messag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["search.yaml"]
 
 
+def test_a_search_file_that_cannot_be_read_is_called_a_search_file(tmp_path):
+    missing = tmp_path / "nowhere.yaml"
+    code, stdout, stderr = call(["search", str(missing), "--db", str(tmp_path / "runs.db")])
+    assert_one_clear_error(code, stdout, stderr, mentions="cannot read search file")
+    assert not (tmp_path / "runs.db").exists()
+
+
 def test_the_study_search_file_is_the_plan(tmp_path):
     """docs/study/search.yaml holds what docs/study/plan.md section 2 says."""
     from pathlib import Path

@@ -111,7 +111,7 @@ def read_search(path: str | Path, imports: tuple[str, ...] = ()) -> Search:
     """A search file (see the module's docstring), checked: any problem is one SweepError
     naming it. ``imports``: modules to import first, as the file's ``import:``."""
     path = Path(path)
-    document, imported, folders = load_document(path, imports)
+    document, imported, folders = load_document(path, imports, kind="search")
     if not isinstance(document, dict):
         raise SweepError(f"{path}: a search file is a mapping of {', '.join(sorted(SEARCH_KEYS))}")
     unknown = sorted(set(document) - SEARCH_KEYS)

@@ -91,17 +91,19 @@ def read_sweep(path: str | Path, imports: tuple[str, ...] = ()) -> Sweep:
                  expanded.objects)
 
 
-def load_document(path: Path, imports: tuple[str, ...] = ()) -> tuple[object, list, tuple]:
-    """A sweep or search file's YAML, with its top-level ``import:`` taken out and done
-    (and ``imports``, the command line's): (document, what was imported, the folders
-    workers look in). Any problem is one SweepError naming the file."""
+def load_document(path: Path, imports: tuple[str, ...] = (),
+                  kind: str = "sweep") -> tuple[object, list, tuple]:
+    """A sweep or search file's YAML (``kind``: which, for the messages), with its
+    top-level ``import:`` taken out and done (and ``imports``, the command line's):
+    (document, what was imported, the folders workers look in). Any problem is one
+    SweepError naming the file."""
     import yaml
 
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise SweepError(f"cannot read sweep file {str(path)!r}: {reason}") from None
+        raise SweepError(f"cannot read {kind} file {str(path)!r}: {reason}") from None
     except UnicodeDecodeError as error:
         raise SweepError(f"{path}: not valid YAML (not UTF-8 text: {error.reason} "
                          f"at byte {error.start})") from None
