@@ -392,14 +392,21 @@ def test_fdr_keeps_an_equal_share_of_items_per_task_with_their_outputs(tiny):
 
 # MER
 
-def test_mer_interpolates_within_and_across_each_samples_steps(tiny):
-    method = make("mer", tiny, lr=0.1, beta=0.5, gamma=0.4, batch_num=1)
+def mer_on_one_sample(tiny, **settings):
+    """MER (lr 0.1, one inner step) observing one sample with an empty memory: the method,
+    the sample's gradient at the start, and the weights before and after."""
+    method = make("mer", tiny, lr=0.1, batch_num=1, **settings)
     method.begin_task(0)
     inputs, labels = task_data(tiny, 0, 1).inputs, task_data(tiny, 0, 1).labels
     gradient = gradient_of(method, lambda net: F.cross_entropy(net(tiny.prepare(inputs)), labels))
     before = weights(method)
-    method.observe(inputs, labels)  # one sample, an empty memory: one inner step
-    assert torch.allclose(weights(method) - before, -0.1 * 0.5 * 0.4 * gradient, atol=1e-7)
+    method.observe(inputs, labels)
+    return method, gradient, before, weights(method)
+
+
+def test_mer_interpolates_within_and_across_each_samples_steps(tiny):
+    method, gradient, before, after = mer_on_one_sample(tiny, beta=0.5, gamma=0.4)
+    assert torch.allclose(after - before, -0.1 * 0.5 * 0.4 * gradient, atol=1e-7)
     assert len(method.buffer) == 1  # the sample joined the memory after its steps
 
 
@@ -424,15 +431,10 @@ def test_mer_with_two_inner_steps_interpolates_each_from_where_it_began(tiny):
 def test_mer_at_beta_and_gamma_one_is_exactly_one_sgd_step_per_sample(tiny):
     from replaymask.core.methods.mer import weights_before
 
-    method = make("mer", tiny, lr=0.1, beta=1.0, gamma=1.0, batch_num=1)
-    method.begin_task(0)
-    inputs, labels = task_data(tiny, 0, 1).inputs, task_data(tiny, 0, 1).labels
-    gradient = gradient_of(method, lambda net: F.cross_entropy(net(tiny.prepare(inputs)), labels))
-    before = weights(method)
-    method.observe(inputs, labels)
+    method, gradient, before, after = mer_on_one_sample(tiny, beta=1.0, gamma=1.0)
     # the interpolations are the identity: no rounding of theta_before + 1 (theta - ...);
     # the step is the optimiser's p + (-lr) g, as add with alpha computes it
-    assert torch.equal(weights(method), before.add(gradient, alpha=-0.1))
+    assert torch.equal(after, before.add(gradient, alpha=-0.1))
     assert weights_before(method.optimizer.params, 1.0) is None  # and no copy is made
     assert len(weights_before(method.optimizer.params, 0.5)) == len(method.optimizer.params)
 
