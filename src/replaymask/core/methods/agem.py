@@ -21,7 +21,7 @@ import torch
 
 from ..buffer import rebalance_by_class
 from .base import ContinualMethod
-from .gradients import flat_gradient, set_gradient
+from .gradients import flat_gradient, set_gradient, use_as_gradient
 
 METHOD = {
     "name": "agem",
@@ -68,24 +68,29 @@ def select_on_device(tensor) -> bool:
 
 
 class AGEM(ContinualMethod):
+    _gradients: torch.Tensor | None = None  # (2, parameters): g_ref's row and g's
+
     def observe(self, raw_inputs, labels):
         params = self.optimizer.params
         loss = self.stream_loss(self.net(self.prepare(raw_inputs)), labels)
         self.optimizer.zero_grad()
         loss.backward()
         if not self.buffer.is_empty():
+            if self._gradients is None:  # written in place at every step
+                self._gradients = params[0].new_empty(2, sum(p.numel() for p in params))
+            reference, stream = self._gradients
             replay = self.buffer.sample(self.config.minibatch_size)
             # g_ref without touching .grad, which keeps g: written back only if projected
-            reference = flat_gradient(params, torch.autograd.grad(
+            flat_gradient(params, torch.autograd.grad(
                 self.replay_loss(self.net(self.prepare(replay.examples)), replay.labels),
-                params, allow_unused=True))
-            stream = flat_gradient(params)
+                params, allow_unused=True), out=reference)
+            flat_gradient(params, out=stream)
             dot = stream @ reference
             if select_on_device(dot):  # no host sync per step
                 set_gradient(params, torch.where(dot < 0, projection(stream, reference, dot),
                                                  stream))
-            elif dot < 0:  # on the CPU a host branch is free, and g stays in place unless
-                set_gradient(params, projection(stream, reference, dot))  # projected
+            elif float(dot) < 0:  # on the CPU a host branch is free, and g stays in place
+                use_as_gradient(params, projection(stream, reference, dot))  # unless projected
         self.optimizer.step()
         return loss.detach()
 
