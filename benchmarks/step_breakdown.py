@@ -212,7 +212,8 @@ def event_log(settings, benchmark, max_steps_per_task=None) -> list[list[tuple]]
         patches.enter_context(replaced(torch.autograd, "grad", logging(
             lambda *args, **kwargs: ("grad",))))
         patches.enter_context(replaced(PlainSGD, "step", logging(lambda optimizer: ("update",))))
-        if hasattr(method, "_gradients"):  # GSS: (groups, rows per group) of torch.func grads
+        # GSS's per-item gradients: (groups, rows per group) of torch.func gradients
+        if callable(getattr(method, "_gradients", None)):
             patches.enter_context(replaced(method, "_gradients", logging(
                 lambda inputs, labels: ("per-item gradients", *labels.shape))))
         features = getattr(net, "features", None)

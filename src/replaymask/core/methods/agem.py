@@ -68,7 +68,7 @@ def select_on_device(tensor) -> bool:
 
 
 class AGEM(ContinualMethod):
-    _gradients: torch.Tensor | None = None  # (2, parameters): g_ref's row and g's
+    _gradient_rows: torch.Tensor | None = None  # (2, parameters): g_ref's row and g's
 
     def observe(self, raw_inputs, labels):
         params = self.optimizer.params
@@ -76,9 +76,9 @@ class AGEM(ContinualMethod):
         self.optimizer.zero_grad()
         loss.backward()
         if not self.buffer.is_empty():
-            if self._gradients is None:  # written in place at every step
-                self._gradients = params[0].new_empty(2, sum(p.numel() for p in params))
-            reference, stream = self._gradients
+            if self._gradient_rows is None:  # written in place at every step
+                self._gradient_rows = params[0].new_empty(2, sum(p.numel() for p in params))
+            reference, stream = self._gradient_rows
             replay = self.buffer.sample(self.config.minibatch_size)
             # g_ref without touching .grad, which keeps g: written back only if projected
             flat_gradient(params, torch.autograd.grad(

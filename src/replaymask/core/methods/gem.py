@@ -82,7 +82,7 @@ def cone_dual(gram: torch.Tensor, dots: torch.Tensor, margin: float) -> torch.Te
 class GEM(ContinualMethod):
     # see memory_by_task
     _memory_by_task: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-    _gradients: torch.Tensor | None = None  # (earlier tasks + 1, parameters)
+    _gradient_rows: torch.Tensor | None = None  # (earlier tasks + 1, parameters)
 
     def observe(self, raw_inputs, labels):
         params = self.optimizer.params
@@ -91,17 +91,17 @@ class GEM(ContinualMethod):
             inputs = self.prepare(examples) if self.augments else examples
             loss = self.replay_loss(self.net(inputs), memory_labels)
             flat_gradient(params, torch.autograd.grad(loss, params, allow_unused=True),
-                          out=self._gradients[row])
+                          out=self._gradient_rows[row])
         self.optimizer.zero_grad()
         loss = self.stream_loss(self.net(self.prepare(raw_inputs)), labels)
         loss.backward()
         if memory_by_task:
-            flat_gradient(params, out=self._gradients[-1])
+            flat_gradient(params, out=self._gradient_rows[-1])
             # every dot product in one pass over the gradients: G G' and G g
-            products = self._gradients @ self._gradients.T
+            products = self._gradient_rows @ self._gradient_rows.T
             gram, dots = products[:-1, :-1], products[:-1, -1]
             if min(dots.tolist()) < 0:
-                memories, stream = self._gradients[:-1], self._gradients[-1]
+                memories, stream = self._gradient_rows[:-1], self._gradient_rows[-1]
                 stream.addmv_(memories.T, cone_dual(gram, dots, self.settings.gamma))
                 use_as_gradient(params, stream)
         self.optimizer.step()
@@ -126,7 +126,7 @@ class GEM(ContinualMethod):
                                self.buffer.labels[rows]))
             self._memory_by_task = memory
             params = self.optimizer.params
-            self._gradients = params[0].new_empty(len(memory) + 1,
+            self._gradient_rows = params[0].new_empty(len(memory) + 1,
                                                   sum(p.numel() for p in params))
         return self._memory_by_task
 
