@@ -55,6 +55,18 @@ def test_the_table_gives_both_tools_means_and_the_difference(tmp_path, monkeypat
     assert listed == list(cli.declarations())
 
 
+def test_the_date_is_the_newest_run_of_either_tool(tmp_path, monkeypatch, capsys):
+    rerun = record("gem", ([83.0], [98.0]), ([84.0], [98.0]))
+    rerun["replaymask"]["runs"] = [{"seed": 0, "date": "2026-12-04T00:10:00+00:00"}]
+    rerun["mammoth"]["runs"] = [{"seed": 0, "date": "2026-12-03T15:00:00+00:00"}]
+    unrun = record("agem", ([31.0], [97.0]), ([32.0], [98.0]))  # no runs: the record's date
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([rerun, unrun]))
+    lines, out = verified(monkeypatch, capsys, path)
+    assert "last run" in out.splitlines()[1]
+    assert "2026-12-04" in lines["gem"].split() and "2026-12-03" in lines["agem"].split()
+
+
 def test_a_missing_file_is_one_line_and_exit_0(tmp_path, monkeypatch, capsys):
     path = tmp_path / "absent.json"
     monkeypatch.setenv(cli.VERIFIED_FILE_VARIABLE, str(path))

@@ -599,6 +599,16 @@ def verified_file() -> Path:
     return Path(__file__).resolve().parents[2] / "results" / "vs_mammoth_methods.json"
 
 
+def _last_run_date(record: dict) -> str:
+    """The newest run of a side-by-side record (either tool, any variant): when its numbers
+    were last measured (a record's own date is when it was started); else that date."""
+    holders = [record.get("replaymask", {}), record.get("mammoth", {}),
+               *record.get("replaymask_variants", [])]
+    dates = [str(run["date"]) for holder in holders for run in holder.get("runs", [])
+             if run.get("date")]
+    return max(dates, default=str(record.get("date", "?")))
+
+
 def _verified(path: Path) -> int:
     import json
     import statistics
@@ -624,7 +634,7 @@ def _verified(path: Path) -> int:
 
     print(f"Checked side by side with Mammoth ({path}): final average accuracy, mean over "
           "seeds; diff = replaymask - Mammoth")
-    print(f"{'method':10} {'checked against':27} {'date':10} {'buffer':>6} {'seeds':>5}  "
+    print(f"{'method':10} {'checked against':27} {'last run':10} {'buffer':>6} {'seeds':>5}  "
           f"{'Class-IL: ours':>14} {'Mammoth':>7} {'diff':>6}  "
           f"{'Task-IL: ours':>13} {'Mammoth':>7} {'diff':>6}")
     for name in declarations():
@@ -641,7 +651,7 @@ def _verified(path: Path) -> int:
             for key in ("class_il", "task_il"):
                 a, b = mean(ours.get(key, [])), mean(theirs.get(key, []))
                 cells.append(f"{a:7.2f} {b:7.2f} {a - b:+6.2f}")
-            print(f"{name:10} {against:27} {str(record.get('date', '?'))[:10]:10} "
+            print(f"{name:10} {against:27} {_last_run_date(record)[:10]:10} "
                   f"{record.get('buffer_size', '?'):>6} {seeds:>5}  {'':6} {cells[0]}  "
                   f"{'':5} {cells[1]}")
             paper = record.get("published")
