@@ -128,8 +128,9 @@ def test_gem_projection_is_the_nearest_gradient_meeting_every_memory_constraint(
     memories = rng.normal(size=(3, 40))
     gradient = -memories.sum(0) + 0.1 * rng.normal(size=40)  # violates all three
     as_tensor = partial(torch.tensor, dtype=torch.float32)
-    projected = project_to_cone(as_tensor(gradient), as_tensor(memories), margin=0.0)
-    assert projected.dtype == torch.float32  # the gradients' own dtype
+    given = as_tensor(gradient)
+    projected = project_to_cone(given, as_tensor(memories), margin=0.0)
+    assert projected is given and projected.dtype == torch.float32  # in place, float32
     projected = projected.double().numpy()
     # the exact projection onto {x: memories @ x >= 0}: its dual is a non-negative least
     # squares problem; GEM's 1e-3 on the Gram matrix's diagonal leaves it ~1e-3 away

@@ -48,13 +48,16 @@ METHOD = {
 EPSILON = 1e-3  # added to the Gram matrix's diagonal: keeps the programme strictly convex
 
 
-def project_to_cone(gradient: torch.Tensor, memories: torch.Tensor,
-                    margin: float) -> torch.Tensor:
-    """GEM's projection: the gradient closest to ``gradient`` whose dot product with each
-    row of ``memories`` is >= 0 (>= the margin's push): ``gradient + memories' v``, v the
-    solution of the dual programme (:func:`cone_dual`)."""
-    dual = cone_dual(memories @ memories.T, memories @ gradient, margin)
-    return torch.addmv(gradient, memories.T, dual)
+def project_to_cone(gradient: torch.Tensor, memories: torch.Tensor, margin: float,
+                    gram: torch.Tensor | None = None,
+                    dots: torch.Tensor | None = None) -> torch.Tensor:
+    """GEM's projection, in place: ``gradient`` becomes the gradient closest to it whose
+    dot product with each row of ``memories`` is >= 0 (>= the margin's push),
+    ``gradient + memories' v`` with v the solution of the dual programme
+    (:func:`cone_dual`); returned. ``gram`` (G G') and ``dots`` (G g), if already taken."""
+    gram = memories @ memories.T if gram is None else gram
+    dots = memories @ gradient if dots is None else dots
+    return gradient.addmv_(memories.T, cone_dual(gram, dots, margin))
 
 
 def cone_dual(gram: torch.Tensor, dots: torch.Tensor, margin: float) -> torch.Tensor:
@@ -102,8 +105,8 @@ class GEM(ContinualMethod):
             gram, dots = products[:-1, :-1], products[:-1, -1]
             if min(dots.tolist()) < 0:
                 memories, stream = self._gradient_rows[:-1], self._gradient_rows[-1]
-                stream.addmv_(memories.T, cone_dual(gram, dots, self.settings.gamma))
-                use_as_gradient(params, stream)
+                use_as_gradient(params, project_to_cone(stream, memories, self.settings.gamma,
+                                                        gram, dots))
         self.optimizer.step()
         return loss.detach()
 
