@@ -16,7 +16,7 @@ from replaymask.core.methods import declaration, method_class
 from replaymask.core.methods.base import TaskData
 from replaymask.core.methods.gdumb import fitting_rate
 from replaymask.core.methods.gem import project_to_cone
-from replaymask.core.methods.gradients import flat_gradient
+from replaymask.core.methods.gradients import backward_into, flat_gradient, gradient_views
 from replaymask.core.methods.sgd import SGD
 from replaymask.core.networks import default_network
 from replaymask.errors import ConfigError
@@ -81,11 +81,33 @@ def test_agem_projects_a_conflicting_gradient_so_the_update_never_raises_the_rep
     assert conflicts > 0  # the test saw a projection
 
 
+def test_backward_into_a_row_gives_the_flat_gradient_to_the_last_bit():
+    """GEM and A-GEM write each gradient into a row of their matrix through the parameters'
+    .grad (views of the row, the backward pass adding onto zeros) instead of
+    concatenating fresh gradients: the same numbers, zeros for a parameter the loss does
+    not reach, whatever the row held before, and the .grad left as views of the row."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    unused = torch.nn.Parameter(torch.randn(4))
+    params = [*net.parameters(), unused]
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    expected = flat_gradient(params, torch.autograd.grad(
+        F.cross_entropy(net(x), y), params, allow_unused=True))
+    row = torch.full((sum(p.numel() for p in params),), float("nan"))
+    views = gradient_views(params, row)
+    for _ in range(2):  # a second pass onto the gradients the first left
+        backward_into(F.cross_entropy(net(x), y), params, row, views)
+        assert torch.equal(row, expected)
+    assert not row[-4:].any()  # the parameter the loss does not reach
+    assert all(p.grad.data_ptr() == view.data_ptr() for p, view in zip(params, views, strict=True))
+
+
 def test_agem_chooses_on_the_device_as_in_python_to_the_last_bit(tiny, monkeypatch):
     from replaymask.core.methods import agem
 
     trained, projected, project = [], [], agem.projection
-    monkeypatch.setattr(agem, "projection", lambda *a: projected.append(1) or project(*a))
+    monkeypatch.setattr(agem, "projection",
+                        lambda *a, **k: projected.append(1) or project(*a, **k))
     for on_device in (False, True):  # an accelerator's path, taken here on the CPU
         monkeypatch.setattr(agem, "select_on_device", lambda tensor, chosen=on_device: chosen)
         method = make("agem", tiny, lr=0.1, minibatch_size=20, agem_memory="balanced")

@@ -21,7 +21,7 @@ import torch
 
 from ..buffer import rebalance_by_class
 from .base import ContinualMethod
-from .gradients import flat_gradient, set_gradient, use_as_gradient
+from .gradients import backward_into, gradient_views
 
 METHOD = {
     "name": "agem",
@@ -54,10 +54,12 @@ METHOD = {
 }
 
 
-def projection(stream, reference, dot):
+def projection(stream, reference, dot, out=None):
     """``g - (g . g_ref / g_ref . g_ref) g_ref``: g projected onto the half-space where the
-    update does not raise the replay loss (g_ref . g_ref kept above 0)."""
-    return stream - dot / (reference @ reference).clamp(min=1e-30) * reference
+    update does not raise the replay loss (g_ref . g_ref kept above 0); into ``out``
+    (``stream`` itself: in place) if given."""
+    return torch.sub(stream, dot / (reference @ reference).clamp(min=1e-30) * reference,
+                     out=out)
 
 
 def select_on_device(tensor) -> bool:
@@ -68,29 +70,33 @@ def select_on_device(tensor) -> bool:
 
 
 class AGEM(ContinualMethod):
-    _gradient_rows: torch.Tensor | None = None  # (2, parameters): g_ref's row and g's
+    # (2, parameters): g_ref's row and g's, which the backward passes write into (through
+    # views of each row, made once); after a step the parameters' .grad are views of g's
+    _gradient_rows: torch.Tensor | None = None
+    _row_views: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
     def observe(self, raw_inputs, labels):
-        params = self.optimizer.params
         loss = self.stream_loss(self.net(self.prepare(raw_inputs)), labels)
-        self.optimizer.zero_grad()
-        loss.backward()
-        if not self.buffer.is_empty():
-            if self._gradient_rows is None:  # written in place at every step
-                self._gradient_rows = params[0].new_empty(2, sum(p.numel() for p in params))
-            reference, stream = self._gradient_rows
-            replay = self.buffer.sample(self.config.minibatch_size)
-            # g_ref without touching .grad, which keeps g: written back only if projected
-            flat_gradient(params, torch.autograd.grad(
-                self.replay_loss(self.net(self.prepare(replay.examples)), replay.labels),
-                params, allow_unused=True), out=reference)
-            flat_gradient(params, out=stream)
-            dot = stream @ reference
-            if select_on_device(dot):  # no host sync per step
-                set_gradient(params, torch.where(dot < 0, projection(stream, reference, dot),
-                                                 stream))
-            elif float(dot) < 0:  # on the CPU a host branch is free, and g stays in place
-                use_as_gradient(params, projection(stream, reference, dot))  # unless projected
+        if self.buffer.is_empty():
+            self.update(loss)
+            return loss.detach()
+        params = self.optimizer.params
+        if self._gradient_rows is None:
+            self._gradient_rows = params[0].new_empty(2, sum(p.numel() for p in params))
+            self._row_views = tuple(gradient_views(params, row) for row in self._gradient_rows)
+        (reference, stream), (reference_views, stream_views) = \
+            self._gradient_rows, self._row_views
+        backward_into(loss, params, stream, stream_views)  # g
+        replay = self.buffer.sample(self.config.minibatch_size)
+        replay_loss = self.replay_loss(self.net(self.prepare(replay.examples)), replay.labels)
+        backward_into(replay_loss, params, reference, reference_views)  # g_ref
+        for p, view in zip(params, stream_views, strict=True):  # .grad: g again
+            p.grad = view
+        dot = stream @ reference
+        if select_on_device(dot):  # no host sync per step
+            stream.copy_(torch.where(dot < 0, projection(stream, reference, dot), stream))
+        elif float(dot) < 0:  # on the CPU a host branch is free
+            projection(stream, reference, dot, out=stream)
         self.optimizer.step()
         return loss.detach()
 

@@ -18,7 +18,7 @@ import torch
 from ..buffer import rebalance_by_class
 from .agem import draw_at_random
 from .base import ContinualMethod
-from .gradients import flat_gradient, use_as_gradient
+from .gradients import backward_into, gradient_views
 
 METHOD = {
     "name": "gem",
@@ -85,28 +85,31 @@ def cone_dual(gram: torch.Tensor, dots: torch.Tensor, margin: float) -> torch.Te
 class GEM(ContinualMethod):
     # see memory_by_task
     _memory_by_task: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-    _gradient_rows: torch.Tensor | None = None  # (earlier tasks + 1, parameters)
+    # (earlier tasks + 1, parameters): the gradients of the memories' losses and the
+    # stream's, which the backward passes write into (through views of each row, made
+    # once a task); after a step the parameters' .grad are views of the stream's row
+    _gradient_rows: torch.Tensor | None = None
+    _row_views: list[list[torch.Tensor]] | None = None
 
     def observe(self, raw_inputs, labels):
         params = self.optimizer.params
         memory_by_task = self.memory_by_task()
+        if not memory_by_task:
+            loss = self.stream_loss(self.net(self.prepare(raw_inputs)), labels)
+            self.update(loss)
+            return loss.detach()
+        rows, views = self._gradient_rows, self._row_views
         for row, (examples, memory_labels) in enumerate(memory_by_task):
             inputs = self.prepare(examples) if self.augments else examples
-            loss = self.replay_loss(self.net(inputs), memory_labels)
-            flat_gradient(params, torch.autograd.grad(loss, params, allow_unused=True),
-                          out=self._gradient_rows[row])
-        self.optimizer.zero_grad()
+            backward_into(self.replay_loss(self.net(inputs), memory_labels), params,
+                          rows[row], views[row])
         loss = self.stream_loss(self.net(self.prepare(raw_inputs)), labels)
-        loss.backward()
-        if memory_by_task:
-            flat_gradient(params, out=self._gradient_rows[-1])
-            # every dot product in one pass over the gradients: G G' and G g
-            products = self._gradient_rows @ self._gradient_rows.T
-            gram, dots = products[:-1, :-1], products[:-1, -1]
-            if min(dots.tolist()) < 0:
-                memories, stream = self._gradient_rows[:-1], self._gradient_rows[-1]
-                use_as_gradient(params, project_to_cone(stream, memories, self.settings.gamma,
-                                                        gram, dots))
+        backward_into(loss, params, rows[-1], views[-1])
+        # every dot product in one pass over the gradients: G G' and G g
+        products = rows @ rows.T
+        gram, dots = products[:-1, :-1], products[:-1, -1]
+        if min(dots.tolist()) < 0:  # in place: the .grad are views of the stream's row
+            project_to_cone(rows[-1], rows[:-1], self.settings.gamma, gram, dots)
         self.optimizer.step()
         return loss.detach()
 
@@ -131,6 +134,7 @@ class GEM(ContinualMethod):
             params = self.optimizer.params
             self._gradient_rows = params[0].new_empty(len(memory) + 1,
                                                   sum(p.numel() for p in params))
+            self._row_views = [gradient_views(params, row) for row in self._gradient_rows]
         return self._memory_by_task
 
     @torch.no_grad()

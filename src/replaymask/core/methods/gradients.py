@@ -17,21 +17,22 @@ def flat_gradient(params: list[torch.Tensor],
                       for p, g in zip(params, gradients, strict=True)], out=out)
 
 
-def set_gradient(params: list[torch.Tensor], flat: torch.Tensor) -> None:
-    """Write a flat vector back as the parameters' gradients (into their ``.grad`` in place
-    where every parameter has one, as after a backward pass)."""
-    parts = [part.view_as(p) for p, part in
-             zip(params, flat.split([p.numel() for p in params]), strict=True)]
-    gradients = [p.grad for p in params]
-    if all(g is not None for g in gradients):
-        torch._foreach_copy_(gradients, parts)
-        return
-    for p, part in zip(params, parts, strict=True):
-        p.grad = part.clone()
+def gradient_views(params: list[torch.Tensor], row: torch.Tensor) -> list[torch.Tensor]:
+    """Views of the flat ``row``, one shaped like each parameter, in order: what
+    :func:`backward_into` points the parameters' ``.grad`` at."""
+    return [part.view_as(p) for p, part in
+            zip(params, row.split([p.numel() for p in params]), strict=True)]
 
 
-def use_as_gradient(params: list[torch.Tensor], flat: torch.Tensor) -> None:
-    """Make each parameter's ``.grad`` a view of its part of ``flat``: the optimiser steps
-    with ``flat`` itself, without a copy (until the gradients are next cleared)."""
-    for p, part in zip(params, flat.split([p.numel() for p in params]), strict=True):
-        p.grad = part.view_as(p)
+def backward_into(loss: torch.Tensor, params: list[torch.Tensor], row: torch.Tensor,
+                  views: list[torch.Tensor]) -> None:
+    """``loss``'s gradient with respect to ``params`` written into the flat ``row`` (zeros
+    for a parameter it does not reach): ``row`` is cleared, each parameter's ``.grad``
+    becomes its view of it (``views``, from :func:`gradient_views`), and the backward
+    pass adds into them in place. The same numbers as a backward pass into fresh
+    gradients followed by :func:`flat_gradient`, without that copy; the parameters'
+    ``.grad`` stay views of ``row`` afterwards."""
+    row.zero_()
+    for p, view in zip(params, views, strict=True):
+        p.grad = view
+    loss.backward()

@@ -11,6 +11,8 @@ with the network in evaluation mode; the per-item gradients are one vectorised p
 (``torch.func``), not a loop.
 """
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
@@ -75,18 +77,19 @@ class GSS(ContinualMethod):
             buffer.add_scored(raw_inputs, labels, 0.1, lambda row: 0.1)  # Mammoth's start
             return
         drawn = buffer.sample(self.settings.gss_minibatch_size)
-        memory = self.per_item_gradients(drawn.examples, drawn.labels)
-        batch = self.batch_gradient(raw_inputs, labels)
-        batch_score = similarity_score(batch, memory)
-        scores = []
+        with evaluation_mode(self.net):  # once for the step's two or three gradient calls
+            memory = self.per_item_gradients(drawn.examples, drawn.labels)
+            batch = self.batch_gradient(raw_inputs, labels)
+            batch_score = similarity_score(batch, memory)
+            scores = []
 
-        def item_score(row):  # asked only once the memory is full: every row's at once
-            if not scores:
-                own = self.per_item_gradients(raw_inputs, labels)
-                scores.extend((cosine_similarities(own, memory).max(1).values
-                               + 1).tolist())
-            return scores[row]
-        buffer.add_scored(raw_inputs, labels, batch_score, item_score)
+            def item_score(row):  # asked only once the memory is full: every row's at once
+                if not scores:
+                    own = self.per_item_gradients(raw_inputs, labels)
+                    scores.extend((cosine_similarities(own, memory).max(1).values
+                                   + 1).tolist())
+                return scores[row]
+            buffer.add_scored(raw_inputs, labels, batch_score, item_score)
 
     def batch_gradient(self, raw_inputs, labels) -> list[torch.Tensor]:
         """The gradient of the batch's mean cross-entropy (evaluation mode), as one row of
@@ -101,15 +104,30 @@ class GSS(ContinualMethod):
     def _gradients(self, grouped_inputs, grouped_labels):
         net = getattr(self.net, "_orig_mod", self.net)
         params = {name: p.detach() for name, p in net.named_parameters() if p.requires_grad}
+        # the groups' inputs normalised as one batch, outside the vectorised map
+        inputs = self.normalize(grouped_inputs.flatten(0, 1)).unflatten(
+            0, grouped_inputs.shape[:2])
 
-        def loss(weights, raw, targets):
-            return F.cross_entropy(functional_call(net, weights, (self.normalize(raw),)), targets)
-        was_training = net.training
-        net.eval()
-        gradients = vmap(grad(loss), in_dims=(None, 0, 0))(params, grouped_inputs,
-                                                           grouped_labels)
-        net.train(was_training)
+        def loss(weights, inputs, targets):
+            return F.cross_entropy(functional_call(net, weights, (inputs,)), targets)
+        with evaluation_mode(net):
+            gradients = vmap(grad(loss), in_dims=(None, 0, 0))(params, inputs, grouped_labels)
         return [g.reshape(len(grouped_inputs), -1) for g in gradients.values()]
+
+
+@contextmanager
+def evaluation_mode(net: torch.nn.Module):
+    """``net`` in evaluation mode inside the block and back in training mode after; where
+    it is already in evaluation mode (an enclosing block), nothing is done (no walk over
+    its modules)."""
+    if not net.training:
+        yield
+        return
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train()
 
 
 def similarity_score(gradient: list[torch.Tensor], memory: list[torch.Tensor]) -> float:
