@@ -1,0 +1,40 @@
+"""benchmarks/loss_stand_in.py: a stand-in step must make the same network calls as the
+method's own step (forward passes with their rows, backward passes, updates), or the
+comparison would not be the method's loss alone."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def loss_stand_in(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # its sibling, step_breakdown
+    spec = importlib.util.spec_from_file_location("loss_stand_in_under_test",
+                                                  BENCHMARKS / "loss_stand_in.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("step_breakdown", None)
+
+
+@pytest.mark.parametrize("name", ["LODE", "BiC"])
+def test_the_stand_in_makes_the_network_calls_of_the_method(name, loss_stand_in, real_mnist,
+                                                            monkeypatch):
+    from replaymask.core.methods import method_class
+    from replaymask.data.benchmarks import load_benchmark
+
+    benchmark = load_benchmark("seq-mnist", download=False)
+    settings = loss_stand_in.CONFIGS[name]
+    event_log = sys.modules["step_breakdown"].event_log
+    own = event_log(settings, benchmark, max_steps_per_task=30)
+    stand_in = loss_stand_in.STAND_INS[name]
+    monkeypatch.setattr(method_class(settings["model"]), "observe",
+                        lambda method, raw_inputs, labels: stand_in(method, raw_inputs, labels))
+    replaced = event_log(settings, benchmark, max_steps_per_task=30)
+    assert replaced == own
+    assert sum(len(events) for events in own) > 5 * 30 * 3  # forwards, backward, update
